@@ -1,5 +1,12 @@
 //! docpipe: upload files, get their text with locations, search and chat with them.
 //! This file only wires the modules together; see DESIGN.md for the layering.
 
+pub mod api;
+pub mod app;
+pub mod config;
 pub mod extract;
+pub mod ingest_cli;
+pub mod pipeline;
+pub mod store;
+pub mod telemetry;
 pub mod types;

@@ -1,1 +1,179 @@
-fn main() {}
+//! The `docpipe` command: `serve`, `openapi`, `ingest`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use docpipe::app::App;
+use docpipe::config::{self, Config};
+use docpipe::{api, ingest_cli, telemetry};
+
+/// docpipe: upload files, get their text with locations.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// TOML file with settings (keys are the long flag names); flags and env override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Config,
+    },
+    /// Print the OpenAPI document (or write it to a file).
+    Openapi {
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Upload files and folders to a running server and wait for them to be processed.
+    Ingest {
+        /// The server's base URL.
+        #[arg(long, env = "DOCPIPE_SERVER", default_value = "http://localhost:8001")]
+        server: String,
+        /// Files and folders (folders are walked recursively; hidden files are skipped).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    // A config file must be applied to the environment before clap reads it.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--config")
+        && let Some(path) = args.get(i + 1)
+        && let Err(e) = config::apply_config_file(PathBuf::from(path).as_path(), &serve_command())
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_command() -> clap::Command {
+    Cli::command()
+        .find_subcommand("serve")
+        .cloned()
+        .expect("the serve subcommand exists. This is a bug.")
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { settings, .. } => serve(settings).await,
+        Command::Openapi { output } => {
+            let spec = openapi_spec().await?;
+            match output {
+                Some(path) => std::fs::write(&path, spec + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{spec}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { server, paths } => {
+            let files = ingest_cli::collect(&paths);
+            if files.is_empty() {
+                anyhow::bail!("no files found under the given paths");
+            }
+            let bar = ingest_cli::progress_bar(files.len() as u64);
+            let outcomes = ingest_cli::run(&server, files, &bar).await;
+            let failed: Vec<_> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
+            println!(
+                "{} files: {} ready, {} failed",
+                outcomes.len(),
+                outcomes.len() - failed.len(),
+                failed.len()
+            );
+            for o in &failed {
+                println!(
+                    "  FAILED {}: {}",
+                    o.path.display(),
+                    o.failure.as_deref().unwrap_or_default()
+                );
+            }
+            Ok(if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// The OpenAPI document, built from a throw-away app (the spec does not depend on any state).
+async fn openapi_spec() -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join(format!("docpipe-openapi-{}", std::process::id()));
+    let settings = Config::from_arg_matches(&serve_command().get_matches_from(["serve"]))?;
+    let app = App::open(Config {
+        data_dir: dir.clone(),
+        ..settings
+    })
+    .await?;
+    let spec = api::openapi_json(&app);
+    app.shutdown(Vec::new()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(spec)
+}
+
+async fn serve(settings: Config) -> anyhow::Result<ExitCode> {
+    telemetry::init(&settings.log_level, settings.log_format);
+    tracing::info!(?settings, "starting docpipe");
+    let app = App::open(settings).await?;
+    let workers = app.start_workers().await?;
+    let addr = app.config.listen_addr();
+    let listener = poem::listener::TcpListener::bind(addr.clone());
+    tracing::info!(%addr, "listening; Swagger UI at /docs");
+    poem::Server::new(listener)
+        .run_with_graceful_shutdown(
+            api::routes(&app),
+            shutdown_signal(),
+            Some(std::time::Duration::from_secs(30)),
+        )
+        .await
+        .with_context(|| format!("cannot serve on {addr}"))?;
+    tracing::info!("shutting down");
+    app.shutdown(workers).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

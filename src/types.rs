@@ -132,11 +132,98 @@ pub enum Location {
     Cells { sheet: String, range: String },
     /// A place in a flowing document: the headings above it (outermost first) and the
     /// 1-based index of the block (paragraph, list item, table row) in the body.
-    Section { heading_path: Vec<String>, block: u32 },
+    Section {
+        heading_path: Vec<String>,
+        block: u32,
+    },
     /// A range of lines (1-based, inclusive) of a text-like file.
     Lines { start: u32, end: u32 },
     /// A time range of audio, in seconds.
     Time { start: f64, end: f64 },
     /// A whole image (OCR text of the picture).
     Image,
+}
+
+/// Where a file is in the ingestion pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Stored and waiting for a worker.
+    Queued,
+    /// A worker is extracting it.
+    Processing,
+    /// Extraction finished; its text is available.
+    Ready,
+    /// Extraction failed; the record's error says why.
+    Failed,
+}
+
+impl FileStatus {
+    /// The lowercase name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Queued => "queued",
+            FileStatus::Processing => "processing",
+            FileStatus::Ready => "ready",
+            FileStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<FileStatus> {
+        [
+            FileStatus::Queued,
+            FileStatus::Processing,
+            FileStatus::Ready,
+            FileStatus::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// Ready or failed: nothing more will happen to the file.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, FileStatus::Ready | FileStatus::Failed)
+    }
+}
+
+/// How far processing has come, e.g. 3 of 10 pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all (0 while unknown).
+    pub total: u64,
+    /// What is counted: `pages`, `sheets`, `slides`, `seconds`, ...
+    pub unit: String,
+}
+
+/// Why a file failed, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileError {
+    /// Machine-readable code, e.g. `encrypted_pdf`, `corrupt_file`, `extraction_timeout`.
+    pub code: String,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// An uploaded file and its processing state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub id: String,
+    pub tenant: String,
+    pub filename: String,
+    pub content_type: String,
+    pub format: String,
+    pub category: Category,
+    pub size: u64,
+    pub sha256: String,
+    pub purpose: Option<String>,
+    pub status: FileStatus,
+    pub progress: Progress,
+    pub error: Option<FileError>,
+    /// True when identical content had already been extracted, so this file reused that result.
+    pub deduplicated: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }

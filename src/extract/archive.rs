@@ -32,7 +32,7 @@ pub fn open<'a>(bytes: &'a [u8], limits: &'a Limits) -> Result<Container<'a>, Ex
         if size >= RATIO_CHECK_MIN_BYTES && size / compressed > limits.max_inflate_ratio {
             return Err(ExtractError::LimitExceeded(format!(
                 "ZIP member {} inflates {}x (limit {}x): possible zip bomb",
-                member.name(),
+                String::from_utf8_lossy(member.name_raw()),
                 size / compressed,
                 limits.max_inflate_ratio
             )));
@@ -55,7 +55,11 @@ fn check_total(total: u64, limits: &Limits) -> Result<(), ExtractError> {
 impl Container<'_> {
     /// Names of all members, in archive order.
     pub fn names(&self) -> Vec<String> {
-        self.zip.file_names().map(str::to_owned).collect()
+        self.zip
+            .file_names()
+            .filter_map(Result::ok)
+            .map(|n| n.into_owned())
+            .collect()
     }
 
     /// True when a member with this exact name exists.
@@ -97,7 +101,8 @@ mod tests {
     fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         let mut w = zip::ZipWriter::new(&mut out);
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
         w.start_file(name, opts).expect("start");
         w.write_all(data).expect("write");
         w.finish().expect("finish");
@@ -124,12 +129,21 @@ mod tests {
             ..Limits::default()
         };
         let bytes = zip_with("big.xml", &[b'x'; 5000]);
-        assert_eq!(open(&bytes, &small).err().expect("too big").code(), "limit_exceeded");
+        assert_eq!(
+            open(&bytes, &small).err().expect("too big").code(),
+            "limit_exceeded"
+        );
     }
 
     #[test]
     fn garbage_is_corrupt() {
         let limits = Limits::default();
-        assert_eq!(open(b"PK\x03\x04junk", &limits).err().expect("corrupt").code(), "corrupt_file");
+        assert_eq!(
+            open(b"PK\x03\x04junk", &limits)
+                .err()
+                .expect("corrupt")
+                .code(),
+            "corrupt_file"
+        );
     }
 }

@@ -1,0 +1,242 @@
+//! The one error shape every endpoint answers with, OpenAI's:
+//! `{"error": {"message", "type", "code", "param", "request_id"}}`, and the table mapping each error code to
+//! its type and HTTP status. Domain errors are re-classified here with explicit `From` impls.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::extract::DetectError;
+use crate::pipeline::{FileOpError, RETRY_AFTER_SECS, UploadError};
+
+tokio::task_local! {
+    /// The current request's id, set by the edge middleware for the whole request.
+    pub static REQUEST_ID: String;
+}
+
+/// Every error docpipe reports. The table in [`ErrorCode::spec`] gives each its status, type and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    FileTooLarge,
+    BodyTooLarge,
+    EmptyFile,
+    UnsupportedFileType,
+    ContentTypeMismatch,
+    FileNotFound,
+    RouteNotFound,
+    MethodNotAllowed,
+    FileNotReady,
+    Overloaded,
+    Internal,
+}
+
+/// Status, OpenAI error type and code of an [`ErrorCode`].
+pub struct ErrorSpec {
+    pub status: u16,
+    pub kind: &'static str,
+    pub code: &'static str,
+}
+
+impl ErrorCode {
+    /// The table. Exhaustive by construction: adding a code without a row does not compile.
+    pub fn spec(self) -> ErrorSpec {
+        let (status, kind, code) = match self {
+            ErrorCode::InvalidRequest => (400, "invalid_request_error", "invalid_request"),
+            ErrorCode::FileTooLarge => (413, "invalid_request_error", "file_too_large"),
+            ErrorCode::BodyTooLarge => (413, "invalid_request_error", "body_too_large"),
+            ErrorCode::EmptyFile => (422, "invalid_request_error", "empty_file"),
+            ErrorCode::UnsupportedFileType => {
+                (415, "invalid_request_error", "unsupported_file_type")
+            }
+            ErrorCode::ContentTypeMismatch => {
+                (415, "invalid_request_error", "content_type_mismatch")
+            }
+            ErrorCode::FileNotFound => (404, "not_found_error", "file_not_found"),
+            ErrorCode::RouteNotFound => (404, "not_found_error", "not_found"),
+            ErrorCode::MethodNotAllowed => (405, "invalid_request_error", "method_not_allowed"),
+            ErrorCode::FileNotReady => (409, "invalid_request_error", "file_not_ready"),
+            ErrorCode::Overloaded => (503, "server_error", "overloaded"),
+            ErrorCode::Internal => (500, "server_error", "internal_error"),
+        };
+        ErrorSpec { status, kind, code }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// Details of an error.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct ErrorDetail {
+    /// A human-readable explanation.
+    pub message: String,
+    /// The error class, as in OpenAI's API: `invalid_request_error`, `not_found_error`, `server_error`, ...
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A stable machine-readable code, e.g. `file_too_large`.
+    pub code: String,
+    /// The request parameter at fault, when one is.
+    pub param: Option<String>,
+    /// The request's id (also in the `X-Request-Id` response header); quote it when reporting a problem.
+    pub request_id: Option<String>,
+}
+
+impl ErrorBody {
+    /// Builds the body for a code, with the current request's id.
+    pub fn new(code: ErrorCode, message: impl Into<String>, param: Option<&str>) -> ErrorBody {
+        let spec = code.spec();
+        ErrorBody {
+            error: ErrorDetail {
+                message: message.into(),
+                kind: spec.kind.to_owned(),
+                code: spec.code.to_owned(),
+                param: param.map(str::to_owned),
+                request_id: REQUEST_ID.try_with(Clone::clone).ok(),
+            },
+        }
+    }
+}
+
+/// Error responses of the API; every operation lists them all in the OpenAPI document.
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum ApiError {
+    /// The request is malformed: a missing field, a bad parameter value.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such file (also for ids that belong to someone else) or route.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The file is not ready yet (still queued or processing) or failed.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The upload or body is larger than the configured limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The file's type is not supported, or its extension contradicts its content.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The file cannot be processed (for example it is empty).
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// An unexpected server error.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The server is overloaded; retry after the number of seconds in `Retry-After`.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
+}
+
+impl ApiError {
+    /// The error response for a code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::with_param(code, message, None)
+    }
+
+    /// The error response for a code blaming a request parameter.
+    pub fn with_param(
+        code: ErrorCode,
+        message: impl Into<String>,
+        param: Option<&str>,
+    ) -> ApiError {
+        let spec = code.spec();
+        let body = Json(ErrorBody::new(code, message, param));
+        match spec.status {
+            400 | 405 => ApiError::BadRequest(body),
+            404 => ApiError::NotFound(body),
+            409 => ApiError::Conflict(body),
+            413 => ApiError::PayloadTooLarge(body),
+            415 => ApiError::UnsupportedMediaType(body),
+            422 => ApiError::Unprocessable(body),
+            503 => ApiError::Unavailable(body, RETRY_AFTER_SECS.to_string()),
+            _ => ApiError::Internal(body),
+        }
+    }
+
+    /// A 500 that logs the cause and tells the client only the request id.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            ErrorCode::Internal,
+            "an internal error occurred; the request id identifies it in the logs",
+        )
+    }
+}
+
+/// poem-openapi's request parsing errors (missing multipart field, bad query value, bad JSON) in our shape.
+fn bad_request(err: poem::Error) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, err.to_string())
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            UploadError::TooLarge { .. } => {
+                ApiError::with_param(ErrorCode::FileTooLarge, message, Some("file"))
+            }
+            UploadError::Detect(DetectError::Empty) => {
+                ApiError::with_param(ErrorCode::EmptyFile, message, Some("file"))
+            }
+            UploadError::Detect(DetectError::Unsupported { .. }) => {
+                ApiError::with_param(ErrorCode::UnsupportedFileType, message, Some("file"))
+            }
+            UploadError::Detect(DetectError::Mismatch { .. }) => {
+                ApiError::with_param(ErrorCode::ContentTypeMismatch, message, Some("file"))
+            }
+            UploadError::Overloaded { .. } => ApiError::new(ErrorCode::Overloaded, message),
+            UploadError::Read(_) => {
+                ApiError::with_param(ErrorCode::InvalidRequest, message, Some("file"))
+            }
+            UploadError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<FileOpError> for ApiError {
+    fn from(e: FileOpError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            FileOpError::NotFound(_) => {
+                ApiError::with_param(ErrorCode::FileNotFound, message, Some("file_id"))
+            }
+            FileOpError::NotReady { .. } => {
+                ApiError::with_param(ErrorCode::FileNotReady, message, Some("file_id"))
+            }
+            FileOpError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_statuses_are_errors() {
+        let all = [
+            ErrorCode::InvalidRequest,
+            ErrorCode::FileTooLarge,
+            ErrorCode::BodyTooLarge,
+            ErrorCode::EmptyFile,
+            ErrorCode::UnsupportedFileType,
+            ErrorCode::ContentTypeMismatch,
+            ErrorCode::FileNotFound,
+            ErrorCode::RouteNotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::FileNotReady,
+            ErrorCode::Overloaded,
+            ErrorCode::Internal,
+        ];
+        let mut codes: Vec<_> = all.iter().map(|c| c.spec().code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert!(all.iter().all(|c| (400..600).contains(&c.spec().status)));
+    }
+}

@@ -1,0 +1,244 @@
+//! Pipeline API for files: upload, list, inspect, text, original bytes, progress events, delete.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, EventStream, Json, Response};
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{ApiResponse, Multipart, OpenApi};
+use tokio::sync::broadcast;
+
+use super::error::{ApiError, ErrorCode};
+use super::types::{
+    CategoryDto, DeletedFile, DocumentText, FileEventDto, FileList, FileObject, StatusDto,
+};
+use super::{ApiTags, TENANT};
+use crate::app::App;
+use crate::pipeline::{FileEvent, UploadRequest};
+use crate::store::FileFilter;
+
+/// Default page size of file lists.
+const DEFAULT_LIMIT: u32 = 50;
+/// Largest page size of file lists.
+const MAX_LIMIT: u32 = 500;
+/// Default `?wait=true` timeout in seconds.
+const DEFAULT_WAIT_SECS: u64 = 60;
+/// Keep-alive comment interval of event streams.
+const EVENT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// An upload.
+#[derive(Debug, Multipart)]
+pub struct UploadForm {
+    /// The file. Its type is detected from its bytes; the extension must not contradict them.
+    pub file: Upload,
+}
+
+/// A new file record.
+#[derive(ApiResponse)]
+pub enum UploadResponse {
+    /// The file is stored and queued (or, with `wait=true`, processed: check `status`). When identical
+    /// content was uploaded before, the record shares its stored bytes and extraction and is `ready` at once
+    /// with `deduplicated: true`.
+    #[oai(status = 201)]
+    Created(Json<FileObject>),
+}
+
+/// The pipeline file endpoints.
+pub struct FilesApi {
+    pub app: App,
+}
+
+#[OpenApi(tag = "ApiTags::Files")]
+impl FilesApi {
+    /// Upload a file
+    ///
+    /// Upload any supported file as multipart field `file`: PDF; DOCX, PPTX, ODT; XLSX, XLS, XLSB, ODS;
+    /// CSV/TSV; TXT, MD, JSON, HTML, XML and source code; PNG, JPEG, GIF, BMP, WEBP, TIFF; MP3, WAV,
+    /// M4A/AAC, OGG, FLAC. Answers at once with the file record (`status: queued`); extraction runs in the
+    /// background. With `wait=true` the answer comes when processing has finished or `timeout` seconds
+    /// have passed, whichever is first.
+    #[oai(path = "/api/v1/upload", method = "post")]
+    async fn upload(
+        &self,
+        form: UploadForm,
+        /// Wait for processing to finish before answering.
+        wait: Query<Option<bool>>,
+        /// Longest wait in seconds with `wait=true` (default 60, capped by the server's `max_wait_secs`).
+        timeout: Query<Option<u64>>,
+    ) -> Result<UploadResponse, ApiError> {
+        let file = upload_form(&self.app, form.file, None).await?;
+        let file = if wait.0.unwrap_or(false) {
+            let secs = timeout
+                .0
+                .unwrap_or(DEFAULT_WAIT_SECS)
+                .min(self.app.config.max_wait_secs);
+            self.app
+                .ingest
+                .wait_done(TENANT, &file.id, Duration::from_secs(secs))
+                .await?
+        } else {
+            file
+        };
+        Ok(UploadResponse::Created(Json(FileObject::from(&file))))
+    }
+
+    /// List files
+    ///
+    /// Newest first, with optional filters, paginated by `limit` and `offset`.
+    #[oai(path = "/api/v1/files", method = "get")]
+    async fn list(
+        &self,
+        /// Only files in this status.
+        status: Query<Option<StatusDto>>,
+        /// Only files of this category.
+        category: Query<Option<CategoryDto>>,
+        /// Page size (1-500, default 50).
+        limit: Query<Option<u32>>,
+        /// Files to skip.
+        offset: Query<Option<u32>>,
+    ) -> Result<Json<FileList>, ApiError> {
+        let limit = limit.0.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::with_param(
+                ErrorCode::InvalidRequest,
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+                Some("limit"),
+            ));
+        }
+        let filter = FileFilter {
+            status: status.0.map(Into::into),
+            category: category.0.map(Into::into),
+            limit,
+            offset: offset.0.unwrap_or(0),
+        };
+        let (files, total) = self.app.ingest.list(TENANT, &filter).await?;
+        Ok(Json(FileList::new(&files, total, &filter)))
+    }
+
+    /// Get a file
+    ///
+    /// The file record with its status, progress and, when failed, the reason.
+    #[oai(path = "/api/v1/files/:file_id", method = "get")]
+    async fn get(&self, file_id: Path<String>) -> Result<Json<FileObject>, ApiError> {
+        let file = self.app.ingest.file(TENANT, &file_id.0).await?;
+        Ok(Json(FileObject::from(&file)))
+    }
+
+    /// Get the extracted text
+    ///
+    /// The extracted document: ordered segments, each with its text, kind and location (page, slide,
+    /// sheet and cell range, heading path, line range or time range), plus format metadata.
+    /// 409 while the file is not ready.
+    #[oai(path = "/api/v1/files/:file_id/text", method = "get")]
+    async fn text(&self, file_id: Path<String>) -> Result<Json<DocumentText>, ApiError> {
+        let (file, doc) = self.app.ingest.document(TENANT, &file_id.0).await?;
+        Ok(Json(DocumentText::new(&file, doc)))
+    }
+
+    /// Download the original file
+    ///
+    /// The bytes as uploaded, with the detected content type.
+    #[oai(path = "/api/v1/files/:file_id/content", method = "get")]
+    async fn content(&self, file_id: Path<String>) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
+        content_response(&self.app, &file_id.0).await
+    }
+
+    /// Stream processing events
+    ///
+    /// Server-sent events with the file's status and progress: the current state first, then every
+    /// change, until the file is `ready` or `failed`.
+    #[oai(path = "/api/v1/files/:file_id/events", method = "get")]
+    async fn events(
+        &self,
+        file_id: Path<String>,
+    ) -> Result<EventStream<BoxStream<'static, FileEventDto>>, ApiError> {
+        // Subscribe before reading the state so no change in between is lost.
+        let rx = self.app.ingest.subscribe();
+        let file = self.app.ingest.file(TENANT, &file_id.0).await?;
+        let first = FileEvent::of(&file);
+        let stream = event_stream(rx, first, self.app.clone());
+        Ok(EventStream::new(stream).keep_alive(EVENT_KEEP_ALIVE))
+    }
+
+    /// Delete a file
+    ///
+    /// Removes the file record, its extracted text and, when no other file shares them, its stored bytes.
+    #[oai(path = "/api/v1/files/:file_id", method = "delete")]
+    async fn delete(&self, file_id: Path<String>) -> Result<Json<DeletedFile>, ApiError> {
+        let file = self.app.ingest.delete(TENANT, &file_id.0).await?;
+        Ok(Json(DeletedFile {
+            id: file.id,
+            object: "file".into(),
+            deleted: true,
+        }))
+    }
+}
+
+/// Stores a multipart upload; shared by the pipeline and OpenAI upload endpoints.
+pub async fn upload_form(
+    app: &App,
+    upload: Upload,
+    purpose: Option<&str>,
+) -> Result<crate::types::FileRecord, ApiError> {
+    let filename = upload.file_name().unwrap_or("upload").to_owned();
+    let req = UploadRequest {
+        tenant: TENANT,
+        filename: &filename,
+        purpose,
+    };
+    Ok(app.ingest.upload(&req, upload.into_async_read()).await?)
+}
+
+/// The original bytes with their content type; shared by both file APIs.
+pub async fn content_response(app: &App, id: &str) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
+    let (file, bytes) = app.ingest.content(TENANT, id).await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        file.filename
+            .replace(['"', '\\'], "_")
+            .replace(|c: char| !c.is_ascii(), "_")
+    );
+    Ok(Response::new(Binary(bytes))
+        .header("Content-Type", file.content_type)
+        .header("Content-Disposition", disposition))
+}
+
+/// The first event, then this file's events until a terminal one. A lagging subscriber re-reads the record.
+fn event_stream(
+    rx: broadcast::Receiver<FileEvent>,
+    first: FileEvent,
+    app: App,
+) -> BoxStream<'static, FileEventDto> {
+    let id = first.file_id.clone();
+    let state = (rx, Some(first), false);
+    futures::stream::unfold(state, move |(mut rx, pending, finished)| {
+        let id = id.clone();
+        let app = app.clone();
+        async move {
+            if finished {
+                return None;
+            }
+            let event = match pending {
+                Some(e) => e,
+                None => loop {
+                    match rx.recv().await {
+                        Ok(e) if e.file_id == id && e.tenant == TENANT => break e,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            match app.ingest.file(TENANT, &id).await {
+                                Ok(f) => break FileEvent::of(&f),
+                                Err(_) => return None,
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                },
+            };
+            let done = event.status.is_terminal();
+            Some((FileEventDto::from(&event), (rx, None, done)))
+        }
+    })
+    .boxed()
+}

@@ -1,0 +1,165 @@
+//! The edge of every request: assigns the request id (taken from `X-Request-Id` when the client sends a
+//! sane one), enforces per-route body limits while the body streams in (413 without buffering the body),
+//! and turns every error, including poem's own 404/405 and parse errors, into the one JSON error shape.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+
+use super::error::{ErrorBody, ErrorCode, REQUEST_ID};
+
+/// Header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Multipart framing allowed on top of the file itself.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Largest JSON (or other non-upload) body.
+pub const JSON_BODY_LIMIT: u64 = 1024 * 1024;
+/// Longest client-supplied request id kept.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Routes that take a file upload (and so get `max_file_size` instead of the JSON limit).
+fn is_upload_route(method: &Method, path: &str) -> bool {
+    method == Method::POST && matches!(path, "/api/v1/upload" | "/v1/files")
+}
+
+/// Settings of the edge middleware.
+#[derive(Clone, Copy)]
+pub struct Edge {
+    /// Largest upload in bytes.
+    pub max_file_size: u64,
+}
+
+impl Edge {
+    /// Wraps one request.
+    pub async fn handle<E: Endpoint>(
+        self,
+        next: Arc<E>,
+        mut req: Request,
+    ) -> poem::Result<Response> {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= MAX_REQUEST_ID_LEN
+                    && v.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let limit = if is_upload_route(req.method(), req.uri().path()) {
+            self.max_file_size + MULTIPART_OVERHEAD
+        } else {
+            JSON_BODY_LIMIT
+        };
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let id = request_id.clone();
+        let response = REQUEST_ID
+            .scope(request_id.clone(), async move {
+                let declared = req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > limit) {
+                    return too_large(limit);
+                }
+                let exceeded = Arc::new(AtomicBool::new(false));
+                limit_body(&mut req, limit, Arc::clone(&exceeded));
+                let resp = match next.call(req).await {
+                    Ok(r) => r.into_response(),
+                    Err(e) => e.into_response(),
+                };
+                if exceeded.load(Ordering::Relaxed) {
+                    return too_large(limit);
+                }
+                normalize_error(resp).await
+            })
+            .await;
+        let mut response = response;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        tracing::debug!(%method, %path, status = response.status().as_u16(), request_id = %id, "request");
+        Ok(response)
+    }
+}
+
+/// Replaces the body with one that fails (and raises `exceeded`) once more than `limit` bytes arrive.
+fn limit_body(req: &mut Request, limit: u64, exceeded: Arc<AtomicBool>) {
+    let body = req.take_body();
+    let mut seen: u64 = 0;
+    let stream = body.into_bytes_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            exceeded.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("request body exceeds the limit"));
+        }
+        Ok(chunk)
+    });
+    req.set_body(Body::from_bytes_stream(stream));
+}
+
+fn too_large(limit: u64) -> Response {
+    json_error(
+        ErrorCode::BodyTooLarge,
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// A response in the error shape.
+pub fn json_error(code: ErrorCode, message: String) -> Response {
+    let spec = code.spec();
+    let body = ErrorBody::new(code, message, None);
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(spec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type("application/json")
+        .body(serde_json::to_string(&body).unwrap_or_default());
+    if spec.status == StatusCode::SERVICE_UNAVAILABLE.as_u16()
+        && let Ok(v) = HeaderValue::from_str(&crate::pipeline::RETRY_AFTER_SECS.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Error responses that are not already JSON (poem's own 404, 405, parse errors) get the error shape.
+async fn normalize_error(mut resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let text = resp.take_body().into_string().await.unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (ErrorCode::RouteNotFound, "no such route".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::BodyTooLarge, text),
+        s if s.is_server_error() => (ErrorCode::Internal, "an internal error occurred".to_owned()),
+        _ => (
+            ErrorCode::InvalidRequest,
+            if text.is_empty() {
+                status.to_string()
+            } else {
+                text
+            },
+        ),
+    };
+    let mut out = json_error(code, message);
+    for (name, value) in resp.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,162 @@
+//! One `Config` for the server: command-line flags, each with an environment variable, and an optional
+//! TOML file (`--config docpipe.toml`) whose keys are the long flag names. Precedence: flag > env > file > default.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Server settings. Every field is also read from its environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "DOCPIPE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "DOCPIPE_PORT", default_value_t = 8001)]
+    pub port: u16,
+
+    /// Directory for the database, blobs and indexes (created when missing).
+    #[arg(long, env = "DOCPIPE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Directory holding the model files fetched by `make models`.
+    #[arg(long, env = "DOCPIPE_MODELS_DIR", default_value = "./models")]
+    pub models_dir: PathBuf,
+
+    /// Directory of pipeline definitions (`pdf.toml`, `office.toml`, ...). When unset, the definitions built
+    /// into the binary (the repository's `pipelines/`) are used.
+    #[arg(long, env = "DOCPIPE_PIPELINES_DIR")]
+    pub pipelines_dir: Option<PathBuf>,
+
+    /// Largest accepted upload in bytes (larger bodies get 413 before they are read).
+    #[arg(long, env = "MAX_FILE_SIZE", default_value_t = 10 * 1024 * 1024)]
+    pub max_file_size: u64,
+
+    /// Files extracted in parallel. Each extraction is CPU-bound, so more workers than cores only adds latency.
+    #[arg(long, env = "DOCPIPE_INGEST_WORKERS", default_value_t = 2)]
+    pub ingest_workers: usize,
+
+    /// Most files waiting for extraction; uploads beyond it get 503 with `Retry-After`.
+    #[arg(long, env = "DOCPIPE_MAX_QUEUED_FILES", default_value_t = 1000)]
+    pub max_queued_files: u64,
+
+    /// Longest `?wait=true` on upload, in seconds.
+    #[arg(long, env = "DOCPIPE_MAX_WAIT_SECS", default_value_t = 300)]
+    pub max_wait_secs: u64,
+
+    /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Errors found while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: key {key} must be a string, number or boolean")]
+    BadValue { path: PathBuf, key: String },
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Loads `path` (TOML with the long flag names as keys, e.g. `port = 8001`, `max_file_size = 1048576`) and
+/// exports each key as the flag's environment variable unless that variable is already set, so that clap's
+/// env handling gives the file a lower precedence than the environment.
+pub fn apply_config_file(path: &Path, command: &clap::Command) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(ConfigError::BadValue {
+                    path: path.to_owned(),
+                    key,
+                });
+            }
+        };
+        let flag = key.replace('_', "-");
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.as_str()))
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "config",
+                reason: format!("unknown key `{key}` in {}", path.display()),
+            })?;
+        if let Some(env) = arg.get_env().and_then(|e| e.to_str())
+            && std::env::var_os(env).is_none()
+        {
+            set_env(env, &value);
+        }
+    }
+    Ok(())
+}
+
+#[expect(
+    unsafe_code,
+    reason = "set_var is unsafe in edition 2024; called before any other thread exists"
+)]
+fn set_env(key: &str, value: &str) {
+    // SAFETY: start-up is single-threaded at this point (the runtime is not yet built).
+    unsafe { std::env::set_var(key, value) };
+}
+
+impl Config {
+    /// Checks values that clap cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.max_file_size == 0 {
+            return invalid("MAX_FILE_SIZE", "must be greater than 0");
+        }
+        if self.ingest_workers == 0 || self.ingest_workers > 64 {
+            return invalid("DOCPIPE_INGEST_WORKERS", "must be between 1 and 64");
+        }
+        if self.max_queued_files == 0 {
+            return invalid("DOCPIPE_MAX_QUEUED_FILES", "must be greater than 0");
+        }
+        Ok(())
+    }
+
+    /// `host:port` to bind.
+    pub fn listen_addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}

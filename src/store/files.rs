@@ -1,0 +1,297 @@
+//! File records: insert, look up, list, claim for processing, progress, finish, delete.
+//! Every read takes the tenant, so one tenant can never see another's files.
+
+use chrono::{DateTime, TimeZone, Utc};
+// Dynamic SQL here only splices the constant column list and constant conditions, never input.
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, StoreError, now_ms};
+use crate::types::{Category, FileError, FileRecord, FileStatus, Progress};
+
+/// What an upload inserts.
+pub struct NewFile<'a> {
+    pub id: &'a str,
+    pub tenant: &'a str,
+    pub filename: &'a str,
+    pub content_type: &'a str,
+    pub format: &'a str,
+    pub category: Category,
+    pub size: u64,
+    pub sha256: &'a str,
+    pub doc_key: &'a str,
+    pub purpose: Option<&'a str>,
+}
+
+/// Filters and page for listing files.
+#[derive(Debug, Clone, Default)]
+pub struct FileFilter {
+    pub status: Option<FileStatus>,
+    pub category: Option<Category>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+const COLUMNS: &str = "id, tenant, filename, content_type, format, category, size, sha256, purpose, status, \
+     progress_done, progress_total, progress_unit, error_code, error_message, deduplicated, created_at, updated_at";
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn record(row: &SqliteRow) -> Result<FileRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let category: String = row.try_get("category")?;
+    let code: Option<String> = row.try_get("error_code")?;
+    let message: Option<String> = row.try_get("error_message")?;
+    Ok(FileRecord {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        filename: row.try_get("filename")?,
+        content_type: row.try_get("content_type")?,
+        format: row.try_get("format")?,
+        category: Category::parse(&category)
+            .ok_or_else(|| StoreError::Corrupt(format!("category {category}")))?,
+        size: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or_default(),
+        sha256: row.try_get("sha256")?,
+        purpose: row.try_get("purpose")?,
+        status: FileStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        progress: Progress {
+            done: u64::try_from(row.try_get::<i64, _>("progress_done")?).unwrap_or_default(),
+            total: u64::try_from(row.try_get::<i64, _>("progress_total")?).unwrap_or_default(),
+            unit: row.try_get("progress_unit")?,
+        },
+        error: code.map(|code| FileError {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+        deduplicated: row.try_get::<i64, _>("deduplicated")? != 0,
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Inserts a file record. When the content was already extracted (`doc_key` has an extraction) the file
+    /// is born `ready` and marked deduplicated; otherwise it is `queued`.
+    pub async fn insert_file(&self, new: &NewFile<'_>) -> Result<FileRecord, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let extracted = sqlx::query("SELECT segments FROM extractions WHERE doc_key = ?")
+            .bind(new.doc_key)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let status = if extracted {
+            FileStatus::Ready
+        } else {
+            FileStatus::Queued
+        };
+        sqlx::query(
+            "INSERT INTO files (id, tenant, filename, content_type, format, category, size, sha256, doc_key, purpose, \
+             status, deduplicated, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(new.id)
+        .bind(new.tenant)
+        .bind(new.filename)
+        .bind(new.content_type)
+        .bind(new.format)
+        .bind(new.category.as_str())
+        .bind(to_i64(new.size))
+        .bind(new.sha256)
+        .bind(new.doc_key)
+        .bind(new.purpose)
+        .bind(status.as_str())
+        .bind(i64::from(extracted))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.file(new.tenant, new.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("inserted file vanished".into()))
+    }
+
+    /// One file of a tenant.
+    pub async fn file(&self, tenant: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM files WHERE id = ? AND tenant = ?"
+        )))
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// A page of a tenant's files, newest first, and the total matching the filter.
+    pub async fn list_files(
+        &self,
+        tenant: &str,
+        filter: &FileFilter,
+    ) -> Result<(Vec<FileRecord>, u64), StoreError> {
+        let status = filter.status.map(FileStatus::as_str);
+        let category = filter.category.map(Category::as_str);
+        let condition =
+            "tenant = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR category = ?3)";
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM files WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+        )))
+        .bind(tenant)
+        .bind(status)
+        .bind(category)
+        .bind(i64::from(filter.limit))
+        .bind(i64::from(filter.offset))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM files WHERE {condition}"
+        )))
+        .bind(tenant)
+        .bind(status)
+        .bind(category)
+        .fetch_one(&self.pool)
+        .await?;
+        let files = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        Ok((files, u64::try_from(total).unwrap_or_default()))
+    }
+
+    /// Files waiting for a worker (over all tenants).
+    pub async fn count_queued(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM files WHERE status = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// Counts of files by status (over all tenants), for monitoring.
+    pub async fn count_by_status(&self) -> Result<Vec<(FileStatus, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM files GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            if let Some(s) = FileStatus::parse(&status) {
+                out.push((
+                    s,
+                    u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or_default(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Atomically takes the oldest queued file and marks it `processing`.
+    pub async fn claim_next(&self) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE files SET status = 'processing', attempts = attempts + 1, updated_at = ?1, \
+             progress_done = 0, progress_total = 0, progress_unit = '' \
+             WHERE id = (SELECT id FROM files WHERE status = 'queued' ORDER BY created_at, id LIMIT 1) \
+             RETURNING {COLUMNS}"
+        )))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// How many times processing of a file has started (to stop retrying a file that kills the process).
+    pub async fn attempts(&self, id: &str) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT attempts FROM files WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Puts files that were mid-processing when the process stopped back in the queue.
+    pub async fn requeue_interrupted(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE files SET status = 'queued', updated_at = ? WHERE status = 'processing'",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records progress of a processing file.
+    pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE files SET progress_done = ?, progress_total = ?, progress_unit = ?, updated_at = ? \
+             WHERE id = ? AND status = 'processing'",
+        )
+        .bind(to_i64(progress.done))
+        .bind(to_i64(progress.total))
+        .bind(&progress.unit)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a file failed with a reason.
+    pub async fn mark_failed(&self, id: &str, error: &FileError) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE files SET status = 'failed', error_code = ?, error_message = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&error.code)
+        .bind(&error.message)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a tenant's file record. Returns the record, or `None` when there was none. The blob and the
+    /// extraction are deleted too when no other file uses them.
+    pub async fn delete_file(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        let Some(file) = self.file(tenant, id).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.pool.begin().await?;
+        let doc_key: String = sqlx::query_scalar("SELECT doc_key FROM files WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM files WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM extractions WHERE doc_key = ?1 AND NOT EXISTS (SELECT 1 FROM files WHERE doc_key = ?1)")
+            .bind(&doc_key)
+            .execute(&mut *tx)
+            .await?;
+        let sha_left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM files WHERE sha256 = ?")
+            .bind(&file.sha256)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if sha_left == 0 {
+            self.blobs.delete(&file.sha256).await?;
+        }
+        Ok(Some(file))
+    }
+
+    /// True when any file record references the blob.
+    pub(super) async fn sha_in_use(&self, sha: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM files WHERE sha256 = ?")
+            .bind(sha)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,102 @@
+//! Persistent storage: SQLite (through sqlx) for file records, extraction results and segments, and a
+//! content-addressed blob directory for the original bytes. Everything lives under the data directory.
+//!
+//! Durability: SQLite runs in WAL mode with `synchronous = FULL`, so a committed transaction survives a
+//! crash; a blob is fsynced and renamed into place before its file record is inserted, so every
+//! acknowledged upload has its bytes on disk. Blobs left without a record by a crash are removed at start.
+
+mod blobs;
+mod documents;
+pub use documents::doc_key;
+mod files;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use blobs::{BlobStore, StagedBlob};
+pub use files::{FileFilter, NewFile};
+
+/// How long a writer waits for SQLite's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections in the pool; SQLite allows one writer at a time anyway.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Storage failures. Not-found is not an error: lookups return `Option`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("blob storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// The database and blob store of one data directory.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    blobs: BlobStore,
+}
+
+impl Store {
+    /// Opens (creating when missing) the store under `data_dir` and applies migrations.
+    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        tokio::fs::create_dir_all(data_dir).await?;
+        let db_path: PathBuf = data_dir.join("docpipe.sqlite");
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&db_path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let blobs = BlobStore::open(data_dir).await?;
+        Ok(Store { pool, blobs })
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Closes the pool, waiting for in-flight queries.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Removes blobs that no file record references (left by a crash between writing a blob and
+    /// inserting its record) and stale upload temp files. Returns how many blobs were removed.
+    pub async fn collect_garbage(&self) -> Result<usize, StoreError> {
+        self.blobs.clear_staging().await?;
+        let mut removed = 0;
+        for sha in self.blobs.list().await? {
+            if !self.sha_in_use(&sha).await? {
+                self.blobs.delete(&sha).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every stored time.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
