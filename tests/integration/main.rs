@@ -1,0 +1,10 @@
+//! Integration tests: the real `docpipe serve` binary over HTTP, with real extractors, database and
+//! blob store. One test binary (modules below) so it links once.
+
+mod api_errors;
+mod common;
+mod crafted;
+mod files;
+mod fixtures;
+mod openapi;
+mod restart;

@@ -1,0 +1,69 @@
+//! The committed OpenAPI document is what the code generates, and the server serves it with Swagger UI.
+
+use crate::common::{BIN, Server};
+
+/// Operations in the API (method + path pairs); update when adding endpoints.
+const OPERATIONS: usize = 13;
+
+#[tokio::test]
+async fn committed_openapi_matches_the_code() {
+    let out = std::process::Command::new(BIN)
+        .arg("openapi")
+        .output()
+        .expect("run docpipe openapi");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+            .unwrap_or_default();
+    assert!(
+        generated == committed,
+        "openapi/openapi.json is stale: regenerate it with `make openapi`"
+    );
+    let ops: usize = generated["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|p| p.as_object().map_or(0, serde_json::Map::len))
+        .sum();
+    assert_eq!(ops, OPERATIONS);
+    // Every operation documents its error statuses.
+    for (path, item) in generated["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("ops") {
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has no summary"
+            );
+            if path == "/health" {
+                continue;
+            }
+            let responses = op["responses"].as_object().expect("responses");
+            for status in ["400", "404", "413", "500", "503"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} lacks {status}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_redoc_and_spec_are_served() {
+    let server = Server::start().await;
+    for (path, needle) in [
+        ("/docs/", "swagger"),
+        ("/redoc/", "redoc"),
+        ("/openapi.json", "\"openapi\""),
+    ] {
+        let resp = server.http.get(server.url(path)).send().await.expect("get");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        let body = resp.text().await.expect("body").to_lowercase();
+        assert!(body.contains(needle), "{path} should mention {needle}");
+    }
+}
