@@ -28,8 +28,10 @@ impl Extractor for HtmlExtractor {
             .string_from_read(html.as_bytes(), RENDER_WIDTH)
             .map_err(|e| ExtractError::Corrupt(format!("cannot render the HTML: {e}")))?;
         ctx.check_deadline()?;
-        let mut doc = Document::default();
-        doc.segments = markdown_segments(&rendered);
+        let mut doc = Document {
+            segments: markdown_segments(&rendered),
+            ..Document::default()
+        };
         if doc.segments.is_empty() {
             return Err(ExtractError::Empty("the page has no visible text".into()));
         }
