@@ -1,13 +1,260 @@
-//! Placeholder: replaced by the real extractor.
+//! Spreadsheets: XLSX, XLS, XLSB and ODS through calamine; CSV and TSV through the csv crate ([`delimited`]).
+//!
+//! Every sheet is read in workbook order, hidden and very hidden ones too (they are listed in the metadata).
+//! In each sheet the first non-empty row is the header ([`SegmentKind::TableHeader`]); every later non-empty row
+//! is a [`SegmentKind::TableRow`]. A row's text is its cells ([`cell::render`]) joined by `" | "`, from the sheet's
+//! first used column to the row's last non-empty cell, so columns line up with the header. Its location is
+//! [`Location::Cells`] with the A1-style range of exactly those cells, e.g. `A2:D2`.
+//! CSV and TSV files have one sheet, named [`delimited::SHEET_NAME`] (`Sheet1`, as spreadsheet programs call it).
 
-use super::{Context, ExtractError, Extractor, Input};
-use crate::types::Document;
+mod cell;
+pub mod delimited;
 
-/// Extractor for this module's formats.
+use std::io::Cursor;
+
+use calamine::{
+    Data, Ods, OdsError, Range, Reader, SheetType, SheetVisible, Sheets, Xls, XlsError, Xlsb,
+    XlsbError, Xlsx, XlsxError, open_workbook_from_rs,
+};
+use serde_json::json;
+
+use super::{Context, ExtractError, Extractor, Format, Input, archive};
+use crate::types::{Document, Location, Segment, SegmentKind};
+
+/// Magic bytes of an OLE2 compound file: XLS, or an encrypted (password-protected) OOXML workbook.
+const OLE2_MAGIC: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+/// Separator between the cells of a row.
+pub const CELL_SEPARATOR: &str = " | ";
+/// Progress unit.
+const UNIT: &str = "sheets";
+/// Letters in a spreadsheet column name.
+const COLUMN_RADIX: u32 = 26;
+
+/// Extractor for [`Format::Xlsx`], [`Format::Xls`], [`Format::Xlsb`], [`Format::Ods`], [`Format::Csv`] and
+/// [`Format::Tsv`].
 pub struct SheetExtractor;
 
 impl Extractor for SheetExtractor {
-    fn extract(&self, _input: &Input<'_>, _ctx: &Context<'_>) -> Result<Document, ExtractError> {
-        Err(ExtractError::Corrupt("extractor not built yet".into()))
+    fn extract(&self, input: &Input<'_>, ctx: &Context<'_>) -> Result<Document, ExtractError> {
+        ctx.check_deadline()?;
+        if input.bytes.is_empty() {
+            return Err(ExtractError::Empty("the file is empty (0 bytes)".into()));
+        }
+        match input.format {
+            Format::Csv => delimited::extract(input.bytes, None, ctx),
+            Format::Tsv => delimited::extract(input.bytes, Some(b'\t'), ctx),
+            format => extract_workbook(input.bytes, format, ctx),
+        }
     }
 }
+
+/// Collects the segments of one sheet and its used area.
+pub struct SheetWriter<'a> {
+    sheet: &'a str,
+    /// First used column (0-based): every row is rendered from here so columns line up.
+    first_col: u32,
+    header_seen: bool,
+    /// Used area: (first row, first col, last row, last col), 0-based.
+    used: Option<(u32, u32, u32, u32)>,
+    segments: &'a mut Vec<Segment>,
+}
+
+impl<'a> SheetWriter<'a> {
+    /// A writer for sheet `sheet` whose first used column is `first_col`.
+    pub fn new(sheet: &'a str, first_col: u32, segments: &'a mut Vec<Segment>) -> SheetWriter<'a> {
+        SheetWriter {
+            sheet,
+            first_col,
+            header_seen: false,
+            used: None,
+            segments,
+        }
+    }
+
+    /// Adds row `row` (0-based) whose cells start at `first_col`; a row with no text is skipped.
+    pub fn row(&mut self, row: u32, cells: &[String]) {
+        let Some(last) = cells.iter().rposition(|c| !c.is_empty()) else {
+            return;
+        };
+        let first_text = cells.iter().position(|c| !c.is_empty()).unwrap_or(last);
+        let last_col = self.first_col + last as u32;
+        let first_text_col = self.first_col + first_text as u32;
+        self.used = Some(match self.used {
+            None => (row, first_text_col, row, last_col),
+            Some((r0, c0, _, c1)) => (r0, c0.min(first_text_col), row, c1.max(last_col)),
+        });
+        let kind = if self.header_seen {
+            SegmentKind::TableRow
+        } else {
+            self.header_seen = true;
+            SegmentKind::TableHeader
+        };
+        let text = cells[..=last].join(CELL_SEPARATOR);
+        let range = format!("{}:{}", a1(row, self.first_col), a1(row, last_col));
+        let location = Location::Cells {
+            sheet: self.sheet.to_owned(),
+            range,
+        };
+        self.segments.push(Segment::new(kind, text, location));
+    }
+
+    /// The used area as `A1:D20` with its row and column counts, or `None` when no row had text.
+    pub fn dimensions(&self) -> Option<serde_json::Value> {
+        let (r0, c0, r1, c1) = self.used?;
+        Some(json!({
+            "range": format!("{}:{}", a1(r0, c0), a1(r1, c1)),
+            "rows": r1 - r0 + 1,
+            "columns": c1 - c0 + 1,
+        }))
+    }
+}
+
+/// The A1-style name of a 0-based (row, column).
+pub fn a1(row: u32, col: u32) -> String {
+    let mut letters = Vec::new();
+    let mut n = col + 1;
+    while n > 0 {
+        let rem = (n - 1) % COLUMN_RADIX;
+        letters.push(char::from(b'A' + rem as u8));
+        n = (n - 1) / COLUMN_RADIX;
+    }
+    let column: String = letters.into_iter().rev().collect();
+    format!("{column}{}", u64::from(row) + 1)
+}
+
+fn extract_workbook(
+    bytes: &[u8],
+    format: Format,
+    ctx: &Context<'_>,
+) -> Result<Document, ExtractError> {
+    let zip_based = matches!(format, Format::Xlsx | Format::Xlsb | Format::Ods);
+    // An encrypted OOXML workbook is an OLE2 file, not a ZIP: let calamine report it as password-protected.
+    if zip_based && !bytes.starts_with(OLE2_MAGIC) {
+        archive::open(bytes, ctx.limits)?;
+    }
+    let mut workbook = open(bytes, format)?;
+    let sheets = workbook.sheets_metadata().to_vec();
+    let total = sheets.len() as u64;
+    let mut doc = Document::default();
+    let mut details = Vec::new();
+    let mut cells_read: u64 = 0;
+    for (i, sheet) in sheets.iter().enumerate() {
+        ctx.check_deadline()?;
+        ctx.report(i as u64, total, UNIT);
+        let mut detail = json!({
+            "name": sheet.name,
+            "type": sheet_type(sheet.typ),
+            "visibility": visibility(sheet.visible),
+        });
+        if sheet.typ == SheetType::WorkSheet {
+            let range = workbook.worksheet_range(&sheet.name).map_err(|e| {
+                ExtractError::Corrupt(format!("cannot read sheet {}: {e}", sheet.name))
+            })?;
+            let (height, width) = range.get_size();
+            cells_read = cells_read.saturating_add((height as u64).saturating_mul(width as u64));
+            if cells_read > ctx.limits.max_cells {
+                return Err(ExtractError::LimitExceeded(format!(
+                    "more than {} spreadsheet cells",
+                    ctx.limits.max_cells
+                )));
+            }
+            let mut writer =
+                SheetWriter::new(&sheet.name, first_used_col(&range), &mut doc.segments);
+            write_range(&range, &mut writer);
+            if let (Some(dims), Some(obj)) = (writer.dimensions(), detail.as_object_mut()) {
+                obj.extend(dims.as_object().cloned().unwrap_or_default());
+            }
+        }
+        details.push(detail);
+    }
+    ctx.report(total, total, UNIT);
+    if doc.segments.is_empty() {
+        return Err(ExtractError::Empty(
+            "the workbook has no cells with content".into(),
+        ));
+    }
+    let names: Vec<&str> = sheets.iter().map(|s| s.name.as_str()).collect();
+    let hidden: Vec<&str> = sheets
+        .iter()
+        .filter(|s| s.visible != SheetVisible::Visible)
+        .map(|s| s.name.as_str())
+        .collect();
+    doc.set_meta("sheets", json!(names));
+    doc.set_meta("hidden_sheets", json!(hidden));
+    doc.set_meta("sheet_details", details);
+    doc.set_meta("cells", cells_read);
+    Ok(doc)
+}
+
+fn open(bytes: &[u8], format: Format) -> Result<Sheets<Cursor<&[u8]>>, ExtractError> {
+    let rs = Cursor::new(bytes);
+    match format {
+        Format::Xls => open_workbook_from_rs::<Xls<_>, _>(rs)
+            .map(Sheets::Xls)
+            .map_err(|e| match e {
+                XlsError::Password => ExtractError::PasswordProtected,
+                e => corrupt(format, &e),
+            }),
+        Format::Xlsb => open_workbook_from_rs::<Xlsb<_>, _>(rs)
+            .map(Sheets::Xlsb)
+            .map_err(|e| match e {
+                XlsbError::Password => ExtractError::PasswordProtected,
+                e => corrupt(format, &e),
+            }),
+        Format::Ods => open_workbook_from_rs::<Ods<_>, _>(rs)
+            .map(Sheets::Ods)
+            .map_err(|e| match e {
+                OdsError::Password => ExtractError::PasswordProtected,
+                e => corrupt(format, &e),
+            }),
+        _ => open_workbook_from_rs::<Xlsx<_>, _>(rs)
+            .map(Sheets::Xlsx)
+            .map_err(|e| match e {
+                XlsxError::Password => ExtractError::PasswordProtected,
+                e => corrupt(format, &e),
+            }),
+    }
+}
+
+fn corrupt(format: Format, e: &dyn std::fmt::Display) -> ExtractError {
+    ExtractError::Corrupt(format!("not a readable {} workbook: {e}", format.name()))
+}
+
+/// The leftmost column holding any content, absolute (0-based).
+fn first_used_col(range: &Range<Data>) -> u32 {
+    let (_, start_col) = range.start().unwrap_or((0, 0));
+    let offset = range.used_cells().map(|(_, c, _)| c).min().unwrap_or(0);
+    start_col + offset as u32
+}
+
+fn write_range(range: &Range<Data>, writer: &mut SheetWriter<'_>) {
+    let Some((start_row, start_col)) = range.start() else {
+        return;
+    };
+    let skip = writer.first_col.saturating_sub(start_col) as usize;
+    for (i, row) in range.rows().enumerate() {
+        let cells: Vec<String> = row.iter().skip(skip).map(cell::render).collect();
+        writer.row(start_row + i as u32, &cells);
+    }
+}
+
+fn sheet_type(typ: SheetType) -> &'static str {
+    match typ {
+        SheetType::WorkSheet => "worksheet",
+        SheetType::DialogSheet => "dialog_sheet",
+        SheetType::MacroSheet => "macro_sheet",
+        SheetType::ChartSheet => "chart_sheet",
+        SheetType::Vba => "vba",
+    }
+}
+
+fn visibility(visible: SheetVisible) -> &'static str {
+    match visible {
+        SheetVisible::Visible => "visible",
+        SheetVisible::Hidden => "hidden",
+        SheetVisible::VeryHidden => "very_hidden",
+    }
+}
+
+#[cfg(test)]
+mod tests;
