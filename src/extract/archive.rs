@@ -100,7 +100,8 @@ mod tests {
     fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         let mut w = zip::ZipWriter::new(&mut out);
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
         w.start_file(name, opts).expect("start");
         w.write_all(data).expect("write");
         w.finish().expect("finish");
@@ -127,12 +128,21 @@ mod tests {
             ..Limits::default()
         };
         let bytes = zip_with("big.xml", &[b'x'; 5000]);
-        assert_eq!(open(&bytes, &small).err().expect("too big").code(), "limit_exceeded");
+        assert_eq!(
+            open(&bytes, &small).err().expect("too big").code(),
+            "limit_exceeded"
+        );
     }
 
     #[test]
     fn garbage_is_corrupt() {
         let limits = Limits::default();
-        assert_eq!(open(b"PK\x03\x04junk", &limits).err().expect("corrupt").code(), "corrupt_file");
+        assert_eq!(
+            open(b"PK\x03\x04junk", &limits)
+                .err()
+                .expect("corrupt")
+                .code(),
+            "corrupt_file"
+        );
     }
 }

@@ -188,8 +188,12 @@ impl Format {
     pub fn mime(self) -> &'static str {
         match self {
             Format::Pdf => "application/pdf",
-            Format::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            Format::Pptx => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            Format::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            Format::Pptx => {
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+            }
             Format::Odt => "application/vnd.oasis.opendocument.text",
             Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             Format::Xls => "application/vnd.ms-excel",
@@ -264,10 +268,12 @@ pub fn detect(bytes: &[u8], filename: &str) -> Result<Format, DetectError> {
         None => sniff_text(bytes, by_ext)?,
     };
     match (by_ext, ext) {
-        (Some(claimed), Some(ext)) if !compatible(claimed, detected) => Err(DetectError::Mismatch {
-            extension: ext,
-            detected: describe(detected),
-        }),
+        (Some(claimed), Some(ext)) if !compatible(claimed, detected) => {
+            Err(DetectError::Mismatch {
+                extension: ext,
+                detected: describe(detected),
+            })
+        }
         _ => Ok(detected),
     }
 }
@@ -286,7 +292,10 @@ fn compatible(claimed: Format, detected: Format) -> bool {
         return true;
     }
     // MP4 audio and raw AAC are one family for users.
-    matches!((claimed, detected), (Format::Aac, Format::M4a) | (Format::M4a, Format::Aac))
+    matches!(
+        (claimed, detected),
+        (Format::Aac, Format::M4a) | (Format::M4a, Format::Aac)
+    )
 }
 
 /// Identifies binary formats by magic bytes; `Ok(None)` means "no binary signature, try text".
@@ -318,7 +327,9 @@ fn sniff_binary(bytes: &[u8], by_ext: Option<Format>) -> Result<Option<Format>, 
         | "application/vnd.oasis.opendocument.text"
         | "application/vnd.oasis.opendocument.spreadsheet"
         | "application/vnd.oasis.opendocument.presentation" => return sniff_zip(bytes).map(Some),
-        mime if mime.starts_with("text/") || mime == "application/x-shellscript" => return Ok(None),
+        mime if mime.starts_with("text/") || mime == "application/x-shellscript" => {
+            return Ok(None);
+        }
         other => {
             return Err(DetectError::Unsupported {
                 detected: other.to_owned(),
@@ -386,10 +397,15 @@ fn sniff_zip(bytes: &[u8]) -> Result<Format, DetectError> {
 /// container and is passed on under its claimed format so its extractor reports `password_protected`.
 fn sniff_ole(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectError> {
     match by_ext {
-        Some(f @ (Format::Xls | Format::Xlsx | Format::Xlsb | Format::Docx | Format::Pptx)) => Ok(f),
-        _ if contains(bytes, &utf16("Workbook")) || contains(bytes, &utf16("Book")) => Ok(Format::Xls),
+        Some(f @ (Format::Xls | Format::Xlsx | Format::Xlsb | Format::Docx | Format::Pptx)) => {
+            Ok(f)
+        }
+        _ if contains(bytes, &utf16("Workbook")) || contains(bytes, &utf16("Book")) => {
+            Ok(Format::Xls)
+        }
         _ => Err(DetectError::Unsupported {
-            detected: "a legacy OLE2 document (.doc/.ppt are not supported; save as .docx/.pptx)".to_owned(),
+            detected: "a legacy OLE2 document (.doc/.ppt are not supported; save as .docx/.pptx)"
+                .to_owned(),
         }),
     }
 }
@@ -414,17 +430,19 @@ fn sniff_text(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectErro
     }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
-    Ok(if head.starts_with("<!doctype html") || head.starts_with("<html") {
-        Format::Html
-    } else if head.starts_with("<?xml") {
-        Format::Xml
-    } else if (head.starts_with('{') || head.starts_with('['))
-        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
-    {
-        Format::Json
-    } else {
-        Format::Text
-    })
+    Ok(
+        if head.starts_with("<!doctype html") || head.starts_with("<html") {
+            Format::Html
+        } else if head.starts_with("<?xml") {
+            Format::Xml
+        } else if (head.starts_with('{') || head.starts_with('['))
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+        {
+            Format::Json
+        } else {
+            Format::Text
+        },
+    )
 }
 
 /// UTF-16 with a BOM, or bytes without NULs and with few control characters.
@@ -469,7 +487,10 @@ mod tests {
                 detected: "png (image/png)".into()
             })
         );
-        assert!(matches!(detect(b"plain words", "x.pdf"), Err(DetectError::Mismatch { .. })));
+        assert!(matches!(
+            detect(b"plain words", "x.pdf"),
+            Err(DetectError::Mismatch { .. })
+        ));
     }
 
     #[test]

@@ -188,7 +188,9 @@ pub fn extractor_for(format: Format) -> &'static dyn Extractor {
 /// Runs the extractor for `input.format`, catching panics so a bad file can never take the process down.
 pub fn extract(input: &Input<'_>, ctx: &Context<'_>) -> Result<Document, ExtractError> {
     let extractor = extractor_for(input.format);
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extractor.extract(input, ctx))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        extractor.extract(input, ctx)
+    })) {
         Ok(result) => result,
         Err(panic) => {
             let what = panic
@@ -196,7 +198,10 @@ pub fn extract(input: &Input<'_>, ctx: &Context<'_>) -> Result<Document, Extract
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(ExtractError::Corrupt(format!("the {} parser failed: {what}", input.format.name())))
+            Err(ExtractError::Corrupt(format!(
+                "the {} parser failed: {what}",
+                input.format.name()
+            )))
         }
     }
 }

@@ -30,7 +30,9 @@ const MAX_STDERR_IN_MESSAGE: usize = 500;
 /// passes ([`ExtractError::Timeout`]); any other failure is [`ExtractError::Ocr`].
 pub fn ocr_png(png: &[u8], language: &str, timeout: Duration) -> Result<String, ExtractError> {
     if !is_valid_language(language) {
-        return Err(ExtractError::Ocr(format!("invalid OCR language {language:?}")));
+        return Err(ExtractError::Ocr(format!(
+            "invalid OCR language {language:?}"
+        )));
     }
     let mut cmd = Command::new(TESSERACT);
     cmd.args(["stdin", "stdout", "-l", language])
@@ -53,10 +55,22 @@ pub fn render_pdf_page(
     let dpi = dpi.to_string();
     let mut cmd = Command::new(PDFTOPPM);
     // With no output root, `-singlefile` writes the image to stdout; `-` reads the PDF from stdin.
-    cmd.args(["-png", "-r", &dpi, "-f", &page, "-l", &page, "-singlefile", "-"]);
+    cmd.args([
+        "-png",
+        "-r",
+        &dpi,
+        "-f",
+        &page,
+        "-l",
+        &page,
+        "-singlefile",
+        "-",
+    ]);
     let png = run_with_timeout(cmd, pdf, timeout, PDFTOPPM)?;
     if png.is_empty() {
-        return Err(ExtractError::Ocr(format!("pdftoppm rendered nothing for page {page}")));
+        return Err(ExtractError::Ocr(format!(
+            "pdftoppm rendered nothing for page {page}"
+        )));
     }
     Ok(png)
 }
@@ -132,7 +146,9 @@ fn run_with_timeout(
         Ok(Some(status)) => {
             let msg = String::from_utf8_lossy(&stderr);
             let msg: String = msg.trim().chars().take(MAX_STDERR_IN_MESSAGE).collect();
-            Err(ExtractError::Ocr(format!("{name} failed ({status}): {msg}")))
+            Err(ExtractError::Ocr(format!(
+                "{name} failed ({status}): {msg}"
+            )))
         }
     }
 }

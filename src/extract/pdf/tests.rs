@@ -17,8 +17,11 @@ macro_rules! fixture {
 
 const QUICK: Duration = Duration::from_secs(5);
 
+/// Progress reports: (done, total, unit).
+type Reports = Vec<(u64, u64, String)>;
+
 /// Runs the extractor with `limits`, returning the result and the progress reports.
-fn run(bytes: &[u8], limits: &Limits) -> (Result<Document, ExtractError>, Vec<(u64, u64, String)>) {
+fn run(bytes: &[u8], limits: &Limits) -> (Result<Document, ExtractError>, Reports) {
     let reports = Mutex::new(Vec::new());
     let progress = |done, total, unit: &'static str| {
         reports
