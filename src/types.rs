@@ -132,7 +132,10 @@ pub enum Location {
     Cells { sheet: String, range: String },
     /// A place in a flowing document: the headings above it (outermost first) and the
     /// 1-based index of the block (paragraph, list item, table row) in the body.
-    Section { heading_path: Vec<String>, block: u32 },
+    Section {
+        heading_path: Vec<String>,
+        block: u32,
+    },
     /// A range of lines (1-based, inclusive) of a text-like file.
     Lines { start: u32, end: u32 },
     /// A time range of audio, in seconds.

@@ -346,3 +346,70 @@ fn deeply_nested_arrays_do_not_overflow() {
     // Either outcome is fine; reaching here without a stack overflow is the point.
     let _ = crafted(&pdf);
 }
+
+/// Word multiset F1 between two texts (whitespace-separated tokens).
+fn word_f1(ours: &str, reference: &str) -> f64 {
+    use std::collections::HashMap;
+    let count = |text: &str| {
+        let mut words: HashMap<String, i64> = HashMap::new();
+        for w in text.split_whitespace() {
+            *words.entry(w.to_owned()).or_default() += 1;
+        }
+        words
+    };
+    let (a, b) = (count(ours), count(reference));
+    let common: i64 = a
+        .iter()
+        .map(|(w, n)| (*n).min(b.get(w).copied().unwrap_or(0)))
+        .sum();
+    let (na, nb): (i64, i64) = (a.values().sum(), b.values().sum());
+    if na == 0 || nb == 0 {
+        return if na == nb { 1.0 } else { 0.0 };
+    }
+    let (p, r) = (common as f64 / na as f64, common as f64 / nb as f64);
+    if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    }
+}
+
+/// Speed and quality against pdftotext on real PDFs:
+/// `DOCPIPE_PDF_BENCH=a.pdf:b.pdf cargo test --release --lib pdf::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs PDFs named in DOCPIPE_PDF_BENCH"]
+fn bench_against_pdftotext() {
+    let files = std::env::var("DOCPIPE_PDF_BENCH").expect("DOCPIPE_PDF_BENCH");
+    let limits = Limits {
+        ocr: OcrMode::Off,
+        ..Limits::default()
+    };
+    let (mut all_pages, mut all_ours, mut all_theirs) = (0usize, 0.0f64, 0.0f64);
+    for path in files.split(':') {
+        let bytes = std::fs::read(path).expect("read");
+        let started = Instant::now();
+        let doc = run(&bytes, &limits).0.expect("extracts");
+        let ours = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let reference = std::process::Command::new("pdftotext")
+            .args([path, "-"])
+            .output()
+            .expect("pdftotext");
+        let theirs = started.elapsed().as_secs_f64();
+        let reference = String::from_utf8_lossy(&reference.stdout);
+        let pages = doc.metadata["pages"].as_u64().expect("pages") as usize;
+        let f1 = word_f1(&doc.plain_text(), &reference);
+        println!(
+            "{path}: {pages} pages, ours {:.0} pages/s, pdftotext {:.0} pages/s, word F1 {f1:.4}",
+            pages as f64 / ours,
+            pages as f64 / theirs
+        );
+        (all_pages, all_ours, all_theirs) =
+            (all_pages + pages, all_ours + ours, all_theirs + theirs);
+    }
+    println!(
+        "total {all_pages} pages: ours {:.0} pages/s, pdftotext {:.0} pages/s",
+        all_pages as f64 / all_ours,
+        all_pages as f64 / all_theirs
+    );
+}
