@@ -113,7 +113,11 @@ async fn crafted_files_fail_cleanly_and_the_server_stays_healthy() {
         ),
         ("bomb.png", png_bomb(), &["limit_exceeded"]),
         ("loop.pdf", pdf_loop(), &["corrupt_file", "no_content"]),
-        ("cut.pdf", truncated("pdf/report.pdf"), &["corrupt_file"]),
+        (
+            "cut.pdf",
+            truncated("pdf/text-3page.pdf"),
+            &["corrupt_file"],
+        ),
         (
             "cut.docx",
             truncated("office/report.docx"),

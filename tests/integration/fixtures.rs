@@ -1,6 +1,7 @@
 //! Every fixture with an expectation beside it goes through the real server and must come out exactly as
 //! expected: `NAME.EXT.expected.txt` is the whole extracted text; `NAME.EXT.expected.json` holds metadata
-//! values the document must carry (numbers within 0.05).
+//! values the document must carry (numbers within 0.1), or `{"error": CODE}` when the upload must be refused
+//! or the file must fail with that code.
 
 use std::path::{Path, PathBuf};
 
@@ -30,10 +31,16 @@ fn cases() -> Vec<(PathBuf, PathBuf)> {
     out
 }
 
+fn expected_error(expectation: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(expectation).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v["error"].as_str().map(str::to_owned)
+}
+
 fn metadata_matches(want: &Value, got: &Value) -> bool {
     match (want, got) {
         (Value::Number(a), Value::Number(b)) => {
-            (a.as_f64().unwrap_or(f64::NAN) - b.as_f64().unwrap_or(f64::NAN)).abs() <= 0.05
+            (a.as_f64().unwrap_or(f64::NAN) - b.as_f64().unwrap_or(f64::NAN)).abs() <= 0.1
         }
         (Value::Object(a), Value::Object(b)) => a
             .iter()
@@ -61,9 +68,28 @@ async fn every_fixture_extracts_as_expected() {
             .to_string();
         let bytes = std::fs::read(source).unwrap_or_else(|e| panic!("{rel}: {e}"));
         let name = source.file_name().and_then(|n| n.to_str()).unwrap_or("x");
-        let record = server.upload_and_wait(name, bytes).await;
+        let want_error = expected_error(expectation);
+        let (status, record) = server
+            .upload_to("/api/v1/upload?wait=true&timeout=180", name, bytes)
+            .await;
+        let got_error = if status.is_success() {
+            record["error"]["code"].as_str().map(str::to_owned)
+        } else {
+            record["error"]["code"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| Some(status.to_string()))
+        };
+        if want_error.is_some() || got_error.is_some() {
+            if want_error != got_error {
+                failures.push(format!(
+                    "{rel}: expected error {want_error:?}, got {got_error:?}: {record}"
+                ));
+            }
+            continue;
+        }
         if record["status"] != "ready" {
-            failures.push(format!("{rel}: not ready: {}", record["error"]));
+            failures.push(format!("{rel}: not ready: {record}"));
             continue;
         }
         formats.insert(record["format"].as_str().unwrap_or_default().to_owned());
