@@ -300,6 +300,10 @@ fn compatible(claimed: Format, detected: Format) -> bool {
 
 /// Identifies binary formats by magic bytes; `Ok(None)` means "no binary signature, try text".
 fn sniff_binary(bytes: &[u8], by_ext: Option<Format>) -> Result<Option<Format>, DetectError> {
+    // A UTF-16 byte-order mark also looks like an MPEG frame sync: text wins.
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Ok(None);
+    }
     let Some(kind) = infer::get(bytes) else {
         return Ok(sniff_audio_frames(bytes));
     };
@@ -326,7 +330,9 @@ fn sniff_binary(bytes: &[u8], by_ext: Option<Format>) -> Result<Option<Format>, 
         | "application/vnd.openxmlformats-officedocument.presentationml.presentation"
         | "application/vnd.oasis.opendocument.text"
         | "application/vnd.oasis.opendocument.spreadsheet"
-        | "application/vnd.oasis.opendocument.presentation" => return sniff_zip(bytes).map(Some),
+        | "application/vnd.oasis.opendocument.presentation" => {
+            return sniff_zip(bytes, by_ext).map(Some);
+        }
         mime if mime.starts_with("text/") || mime == "application/x-shellscript" => {
             return Ok(None);
         }
@@ -348,12 +354,23 @@ fn sniff_audio_frames(bytes: &[u8]) -> Option<Format> {
     }
 }
 
-/// Tells the ZIP-based office formats apart by their members (without inflating anything).
-fn sniff_zip(bytes: &[u8]) -> Result<Format, DetectError> {
+/// Tells the ZIP-based office formats apart by their members (without inflating anything). A damaged
+/// archive named as a ZIP-based format is passed on as that format, so its extractor fails it as corrupt.
+fn sniff_zip(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectError> {
     let Ok(archive) = zip::ZipArchive::new(Cursor::new(bytes)) else {
-        return Err(DetectError::Unsupported {
-            detected: "a damaged ZIP archive".to_owned(),
-        });
+        return match by_ext {
+            Some(
+                f @ (Format::Docx
+                | Format::Pptx
+                | Format::Odt
+                | Format::Xlsx
+                | Format::Xlsb
+                | Format::Ods),
+            ) => Ok(f),
+            _ => Err(DetectError::Unsupported {
+                detected: "a damaged ZIP archive".to_owned(),
+            }),
+        };
     };
     let has = |name: &str| archive.index_for_name(name).is_some();
     if has("word/document.xml") {
@@ -501,6 +518,28 @@ mod tests {
         ));
         assert!(matches!(
             detect(b"MZ\x90\0\x03\0\0\0\x04\0\0\0", "x.exe"),
+            Err(DetectError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn utf16_text_is_not_mistaken_for_mp3() {
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("a,b\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(detect(&utf16, "t.csv"), Ok(Format::Csv));
+        assert_eq!(detect(&utf16, "t.txt"), Ok(Format::Text));
+    }
+
+    #[test]
+    fn a_damaged_office_file_is_passed_on_to_fail_as_corrupt() {
+        assert_eq!(
+            detect(b"PK\x03\x04 truncated", "book.xlsx"),
+            Ok(Format::Xlsx)
+        );
+        assert!(matches!(
+            detect(b"PK\x03\x04 truncated", "a.zip"),
             Err(DetectError::Unsupported { .. })
         ));
     }

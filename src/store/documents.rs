@@ -26,7 +26,7 @@ impl Store {
         let now = now_ms();
         let metadata =
             serde_json::to_string(&doc.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO extractions (doc_key, metadata, segments, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (doc_key) DO NOTHING",

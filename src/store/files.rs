@@ -81,7 +81,7 @@ impl Store {
     /// is born `ready` and marked deduplicated; otherwise it is `queued`.
     pub async fn insert_file(&self, new: &NewFile<'_>) -> Result<FileRecord, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let extracted = sqlx::query("SELECT segments FROM extractions WHERE doc_key = ?")
             .bind(new.doc_key)
             .fetch_optional(&mut *tx)
@@ -262,7 +262,7 @@ impl Store {
         let Some(file) = self.file(tenant, id).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let doc_key: String = sqlx::query_scalar("SELECT doc_key FROM files WHERE id = ?")
             .bind(id)
             .fetch_one(&mut *tx)

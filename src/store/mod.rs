@@ -66,6 +66,13 @@ impl Store {
         Ok(Store { pool, blobs })
     }
 
+    /// Starts a write transaction holding SQLite's write lock from the start (`BEGIN IMMEDIATE`). A deferred
+    /// transaction that reads first and writes later fails with "database is locked" when another writer got
+    /// in between, without waiting for the busy timeout.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// The blob store.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs

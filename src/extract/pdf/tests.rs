@@ -118,7 +118,7 @@ fn empty_user_password_opens() {
 
 #[test]
 fn real_user_password_is_refused() {
-    let (bytes, _) = fixture!("encrypted-user-password.pdf");
+    let bytes: &[u8] = include_bytes!("../../../fixtures/pdf/encrypted-user-password.pdf");
     let err = run(bytes, &Limits::default())
         .0
         .expect_err("needs a password");
