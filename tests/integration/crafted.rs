@@ -182,18 +182,18 @@ async fn extraction_time_is_bounded_by_the_pipeline_timeout() {
         let path = entry.expect("entry").path();
         std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
     }
-    // OCR of a scanned page takes seconds; a 1-second budget must stop it.
+    // OCR of three pages rendered at 600 dpi takes several seconds; a 1-second budget must stop it.
     let pdf = std::fs::read_to_string(dir.join("pdf.toml")).expect("read");
-    std::fs::write(
-        dir.join("pdf.toml"),
-        pdf.replace("timeout_secs = 300", "timeout_secs = 1"),
-    )
-    .expect("write");
+    let pdf = pdf
+        .replace("timeout_secs = 300", "timeout_secs = 1")
+        .replace("ocr = \"auto\"", "ocr = \"on\"")
+        .replace("ocr_dpi = 200", "ocr_dpi = 600");
+    std::fs::write(dir.join("pdf.toml"), pdf).expect("write");
     let server =
         Server::start_with(&[("DOCPIPE_PIPELINES_DIR", dir.to_str().expect("utf-8"))]).await;
     let started = std::time::Instant::now();
     let record = server
-        .upload_and_wait("scan.pdf", fixture("pdf/scanned.pdf"))
+        .upload_and_wait("slow.pdf", fixture("pdf/text-3page.pdf"))
         .await;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(record["status"], "failed", "{record}");
