@@ -32,7 +32,7 @@ pub fn open<'a>(bytes: &'a [u8], limits: &'a Limits) -> Result<Container<'a>, Ex
         if size >= RATIO_CHECK_MIN_BYTES && size / compressed > limits.max_inflate_ratio {
             return Err(ExtractError::LimitExceeded(format!(
                 "ZIP member {} inflates {}x (limit {}x): possible zip bomb",
-                member.name(),
+                String::from_utf8_lossy(member.name_raw()),
                 size / compressed,
                 limits.max_inflate_ratio
             )));
@@ -55,7 +55,10 @@ fn check_total(total: u64, limits: &Limits) -> Result<(), ExtractError> {
 impl Container<'_> {
     /// Names of all members, in archive order.
     pub fn names(&self) -> Vec<String> {
-        self.zip.file_names().map(str::to_owned).collect()
+        self.zip
+            .file_names_raw()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
     }
 
     /// True when a member with this exact name exists.

@@ -419,7 +419,7 @@ fn sniff_text(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectErro
     } else if head.starts_with("<?xml") {
         Format::Xml
     } else if (head.starts_with('{') || head.starts_with('['))
-        && serde_json::from_slice::<serde_json::de::IgnoredAny>(bytes).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
     {
         Format::Json
     } else {

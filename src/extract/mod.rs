@@ -181,7 +181,7 @@ pub fn extractor_for(format: Format) -> &'static dyn Extractor {
         F::Html => &html::HtmlExtractor,
         F::Text | F::Markdown | F::Json | F::Xml | F::Code(_) => &text::TextExtractor,
         F::Png | F::Jpeg | F::Gif | F::Bmp | F::Webp | F::Tiff => &image::ImageExtractor,
-        F::Mp3 | F::Wav | F::M4a | F::Ogg | F::Flac => &audio::AudioExtractor,
+        F::Mp3 | F::Wav | F::M4a | F::Aac | F::Ogg | F::Flac => &audio::AudioExtractor,
     }
 }
 
