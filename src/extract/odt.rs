@@ -57,7 +57,9 @@ impl Extractor for OdtExtractor {
         }
         let mut zip = archive::open(input.bytes, ctx.limits)?;
         if let Some(manifest) = zip.read(MANIFEST_PART)?
-            && manifest.windows(ENCRYPTION_MARK.len()).any(|w| w == ENCRYPTION_MARK)
+            && manifest
+                .windows(ENCRYPTION_MARK.len())
+                .any(|w| w == ENCRYPTION_MARK)
         {
             return Err(ExtractError::PasswordProtected);
         }
@@ -134,15 +136,26 @@ impl Para {
 #[derive(Debug)]
 enum Frame {
     Para(Para),
-    List { style: Option<String>, count: u32 },
+    List {
+        style: Option<String>,
+        count: u32,
+    },
     /// A list item; `marker` is taken by its first paragraph.
-    Item { marker: Option<String> },
-    Table { header_rows: bool, rows: usize },
+    Item {
+        marker: Option<String>,
+    },
+    Table {
+        header_rows: bool,
+        rows: usize,
+    },
     HeaderRows,
     Row(Vec<String>),
     Cell(Vec<String>),
     /// An annotation (`Comment`) or note (`Note`) collecting its paragraphs.
-    Side { kind: SegmentKind, parts: Vec<String> },
+    Side {
+        kind: SegmentKind,
+        parts: Vec<String>,
+    },
     /// An element whose text is dropped, with everything inside it.
     Skip,
     Other,
@@ -204,11 +217,18 @@ impl<'a> Body<'a> {
         let frame = match e.name.as_str() {
             "text:p" => Frame::Para(Para::default()),
             "text:h" => Frame::Para(Para {
-                heading: Some(e.attr("text:outline-level").and_then(|l| l.parse().ok()).unwrap_or(1)),
+                heading: Some(
+                    e.attr("text:outline-level")
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(1),
+                ),
                 ..Para::default()
             }),
             "text:s" => {
-                let n = e.attr("text:c").and_then(|c| c.parse().ok()).unwrap_or(1usize);
+                let n = e
+                    .attr("text:c")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1usize);
                 if let Some(p) = self.para() {
                     p.push_literal(&" ".repeat(n.min(u16::MAX.into())));
                 }
@@ -231,7 +251,10 @@ impl<'a> Body<'a> {
                     Frame::List { style, .. } => Some(style.clone()),
                     _ => None,
                 });
-                let style = e.attr("text:style-name").map(str::to_owned).or(inherited.flatten());
+                let style = e
+                    .attr("text:style-name")
+                    .map(str::to_owned)
+                    .or(inherited.flatten());
                 Frame::List { style, count: 0 }
             }
             "text:list-item" => Frame::Item {
@@ -243,8 +266,11 @@ impl<'a> Body<'a> {
                 rows: 0,
             },
             "table:table-header-rows" => {
-                if let Some(Frame::Table { header_rows, .. }) =
-                    self.stack.iter_mut().rev().find(|f| matches!(f, Frame::Table { .. }))
+                if let Some(Frame::Table { header_rows, .. }) = self
+                    .stack
+                    .iter_mut()
+                    .rev()
+                    .find(|f| matches!(f, Frame::Table { .. }))
                 {
                     *header_rows = true;
                 }
@@ -267,7 +293,11 @@ impl<'a> Body<'a> {
 
     /// Counts a new item in the innermost list and returns its marker.
     fn next_marker(&mut self) -> Option<String> {
-        let depth = self.stack.iter().filter(|f| matches!(f, Frame::List { .. })).count();
+        let depth = self
+            .stack
+            .iter()
+            .filter(|f| matches!(f, Frame::List { .. }))
+            .count();
         let level = u32::try_from(depth).unwrap_or(u32::MAX);
         let (style, count) = self.stack.iter_mut().rev().find_map(|f| match f {
             Frame::List { style, count } => {
@@ -276,7 +306,9 @@ impl<'a> Body<'a> {
             }
             _ => None,
         })?;
-        self.list_styles.level(style.as_deref(), level).marker(count)
+        self.list_styles
+            .level(style.as_deref(), level)
+            .marker(count)
     }
 
     fn text(&mut self, text: &str) {
@@ -289,7 +321,9 @@ impl<'a> Body<'a> {
     }
 
     fn close(&mut self) {
-        let Some(frame) = self.stack.pop() else { return };
+        let Some(frame) = self.stack.pop() else {
+            return;
+        };
         match frame {
             Frame::Para(p) => self.finish_para(p),
             Frame::Cell(parts) => {
@@ -371,8 +405,11 @@ impl<'a> Body<'a> {
             return;
         }
         let in_header = matches!(self.stack.last(), Some(Frame::HeaderRows));
-        let Some(Frame::Table { header_rows, rows }) =
-            self.stack.iter_mut().rev().find(|f| matches!(f, Frame::Table { .. }))
+        let Some(Frame::Table { header_rows, rows }) = self
+            .stack
+            .iter_mut()
+            .rev()
+            .find(|f| matches!(f, Frame::Table { .. }))
         else {
             return;
         };

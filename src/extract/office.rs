@@ -18,19 +18,19 @@
 use std::collections::HashMap;
 
 use docx_rs::{
-    Comments, DocumentChild, FromXML, Numberings, Paragraph, ParagraphChild, Run, RunChild, Styles, Table,
-    TableCellContent, TableChild, TableRowChild,
+    Comments, DocumentChild, FromXML, Numberings, Paragraph, ParagraphChild, Run, RunChild, Styles,
+    Table, TableCellContent, TableChild, TableRowChild,
 };
 
 mod style;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use style::label as number_label;
-use style::{ListFormat, ListState, ParagraphClass, StyleMap};
 use super::xml::{self, Rel};
 use super::{Context, ExtractError, Extractor, Input, archive};
 use crate::types::{Document, Location, Segment, SegmentKind};
+pub(crate) use style::label as number_label;
+use style::{ListFormat, ListState, ParagraphClass, StyleMap};
 
 /// The OLE2 compound-file magic: an encrypted OOXML file (or a legacy `.doc`) is wrapped in one.
 pub(crate) const OLE2_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
@@ -62,7 +62,8 @@ impl Extractor for DocxExtractor {
             .and_then(|b| Styles::from_xml(&b[..]).ok())
             .map(|s| StyleMap::new(&s))
             .unwrap_or_default();
-        let numberings = first_part(&mut zip, &rels, "numbering")?.and_then(|b| Numberings::from_xml(&b[..]).ok());
+        let numberings = first_part(&mut zip, &rels, "numbering")?
+            .and_then(|b| Numberings::from_xml(&b[..]).ok());
         let body = docx_rs::Document::from_xml(&doc_xml[..])
             .map_err(|e| ExtractError::Corrupt(format!("{main}: {e}")))?;
 
@@ -86,11 +87,18 @@ impl Extractor for DocxExtractor {
         ctx.check_deadline()?;
         let body_blocks = walk.block;
         let mut segments = walk.segments;
-        for (kind, rel_kind) in [(SegmentKind::Header, "header"), (SegmentKind::Footer, "footer")] {
+        for (kind, rel_kind) in [
+            (SegmentKind::Header, "header"),
+            (SegmentKind::Footer, "footer"),
+        ] {
             for rel in rels.iter().filter(|r| r.is(rel_kind) && !r.external) {
-                let Some(bytes) = zip.read(&rel.target)? else { continue };
+                let Some(bytes) = zip.read(&rel.target)? else {
+                    continue;
+                };
                 let texts = match kind {
-                    SegmentKind::Header => docx_rs::Header::from_xml(&bytes[..]).map(|h| header_texts(&h.children)),
+                    SegmentKind::Header => {
+                        docx_rs::Header::from_xml(&bytes[..]).map(|h| header_texts(&h.children))
+                    }
                     _ => docx_rs::Footer::from_xml(&bytes[..]).map(|f| footer_texts(&f.children)),
                 }
                 .map_err(|e| ExtractError::Corrupt(format!("{}: {e}", rel.target)))?;
@@ -105,10 +113,14 @@ impl Extractor for DocxExtractor {
                 if text.is_empty() {
                     continue;
                 }
-                let location = walk.anchors.get(&comment.id).cloned().unwrap_or(Location::Section {
-                    heading_path: Vec::new(),
-                    block: 0,
-                });
+                let location =
+                    walk.anchors
+                        .get(&comment.id)
+                        .cloned()
+                        .unwrap_or(Location::Section {
+                            heading_path: Vec::new(),
+                            block: 0,
+                        });
                 segments.push(Segment::new(SegmentKind::Comment, text, location));
             }
         }
@@ -225,7 +237,11 @@ impl Walk<'_> {
         let mut first = true;
         for row in table_rows(t) {
             self.block += 1;
-            let kind = if first { SegmentKind::TableHeader } else { SegmentKind::TableRow };
+            let kind = if first {
+                SegmentKind::TableHeader
+            } else {
+                SegmentKind::TableRow
+            };
             first = false;
             let location = self.location();
             self.segments.push(Segment::new(kind, row, location));
@@ -244,12 +260,19 @@ fn table_rows(t: &Table) -> Vec<String> {
                 let mut parts = Vec::new();
                 for content in &cell.children {
                     match content {
-                        TableCellContent::Paragraph(p) => parts.push(paragraph_text(p, &mut Vec::new())),
+                        TableCellContent::Paragraph(p) => {
+                            parts.push(paragraph_text(p, &mut Vec::new()))
+                        }
                         TableCellContent::Table(inner) => parts.extend(table_rows(inner)),
-                        TableCellContent::StructuredDataTag(_) | TableCellContent::TableOfContents(_) => {}
+                        TableCellContent::StructuredDataTag(_)
+                        | TableCellContent::TableOfContents(_) => {}
                     }
                 }
-                let joined: Vec<&str> = parts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+                let joined: Vec<&str> = parts
+                    .iter()
+                    .map(|s| s.trim())
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 joined.join(" ")
             })
             .collect();
@@ -380,6 +403,10 @@ fn comment_text(comment: &docx_rs::Comment) -> String {
             docx_rs::CommentChild::Table(t) => parts.extend(table_rows(t)),
         }
     }
-    let parts: Vec<&str> = parts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = parts
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
     parts.join("\n")
 }

@@ -46,7 +46,9 @@ impl Extractor for PptxExtractor {
             let rel = rels
                 .iter()
                 .find(|r| r.id == rid && !r.external)
-                .ok_or_else(|| ExtractError::Corrupt(format!("{main}: slide {rid} has no relationship")))?;
+                .ok_or_else(|| {
+                    ExtractError::Corrupt(format!("{main}: slide {rid} has no relationship"))
+                })?;
             slides.push(rel.target.clone());
         }
         let total = slides.len() as u64;
@@ -60,7 +62,8 @@ impl Extractor for PptxExtractor {
         for (i, part) in slides.iter().enumerate() {
             ctx.check_deadline()?;
             ctx.report(i as u64, total, UNIT);
-            let number = u32::try_from(i + 1).expect("slides are fewer than max_pages (a u32). This is a bug.");
+            let number = u32::try_from(i + 1)
+                .expect("slides are fewer than max_pages (a u32). This is a bug.");
             slide(&mut zip, part, number, &mut doc.segments)?;
         }
         ctx.report(total, total, UNIT);
@@ -108,10 +111,18 @@ fn slide(
     }
     for shape in others {
         for p in &shape.paragraphs {
-            out.push(Segment::new(SegmentKind::Paragraph, p.clone(), location.clone()));
+            out.push(Segment::new(
+                SegmentKind::Paragraph,
+                p.clone(),
+                location.clone(),
+            ));
         }
         for (i, row) in shape.rows.iter().enumerate() {
-            let kind = if i == 0 { SegmentKind::TableHeader } else { SegmentKind::TableRow };
+            let kind = if i == 0 {
+                SegmentKind::TableHeader
+            } else {
+                SegmentKind::TableRow
+            };
             out.push(Segment::new(kind, row.clone(), location.clone()));
         }
     }
@@ -148,7 +159,9 @@ struct Shape {
 
 impl Shape {
     fn is_title(&self) -> bool {
-        self.placeholder.as_deref().is_some_and(|t| TITLE_TYPES.contains(&t))
+        self.placeholder
+            .as_deref()
+            .is_some_and(|t| TITLE_TYPES.contains(&t))
     }
 }
 

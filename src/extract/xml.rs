@@ -31,7 +31,10 @@ pub struct Element {
 impl Element {
     /// The value of the attribute with this qualified name, e.g. `r:id`.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -85,7 +88,11 @@ impl<'a> Walker<'a> {
                     Node::Text(resolved)
                 }
                 Event::Eof => return Ok(None),
-                Event::Empty(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {
+                Event::Empty(_)
+                | Event::Comment(_)
+                | Event::Decl(_)
+                | Event::PI(_)
+                | Event::DocType(_) => {
                     continue;
                 }
             };
@@ -140,7 +147,11 @@ pub fn parse_rels(bytes: &[u8], source: &str) -> Result<Vec<Rel>, ExtractError> 
             rels.push(Rel {
                 id: e.attr("Id").unwrap_or_default().to_owned(),
                 rel_type: e.attr("Type").unwrap_or_default().to_owned(),
-                target: if external { raw.to_owned() } else { resolve_target(source, raw) },
+                target: if external {
+                    raw.to_owned()
+                } else {
+                    resolve_target(source, raw)
+                },
                 external,
             });
         }
@@ -189,12 +200,20 @@ mod tests {
     #[test]
     fn decodes_entities_and_expands_empty_elements() {
         let got = nodes(r#"<a x="1 &amp; 2"><b/>R&amp;D &#233;t&#xE9;</a>"#);
-        let Node::Open(a) = &got[0] else { panic!("open a") };
+        let Node::Open(a) = &got[0] else {
+            panic!("open a")
+        };
         assert_eq!(a.attr("x"), Some("1 & 2"));
         assert_eq!(got[2], Node::Close("b".into()));
         let text: String = got
             .iter()
-            .filter_map(|n| if let Node::Text(t) = n { Some(t.as_str()) } else { None })
+            .filter_map(|n| {
+                if let Node::Text(t) = n {
+                    Some(t.as_str())
+                } else {
+                    None
+                }
+            })
             .collect();
         assert_eq!(text, "R&D été");
     }
@@ -214,11 +233,23 @@ mod tests {
 
     #[test]
     fn resolves_targets() {
-        assert_eq!(resolve_target("ppt/slides/slide1.xml", "../notesSlides/notesSlide1.xml"), "ppt/notesSlides/notesSlide1.xml");
-        assert_eq!(resolve_target("ppt/presentation.xml", "slides/slide1.xml"), "ppt/slides/slide1.xml");
-        assert_eq!(resolve_target("word/document.xml", "/word/header1.xml"), "word/header1.xml");
+        assert_eq!(
+            resolve_target("ppt/slides/slide1.xml", "../notesSlides/notesSlide1.xml"),
+            "ppt/notesSlides/notesSlide1.xml"
+        );
+        assert_eq!(
+            resolve_target("ppt/presentation.xml", "slides/slide1.xml"),
+            "ppt/slides/slide1.xml"
+        );
+        assert_eq!(
+            resolve_target("word/document.xml", "/word/header1.xml"),
+            "word/header1.xml"
+        );
         assert_eq!(resolve_target("", "word/document.xml"), "word/document.xml");
-        assert_eq!(rels_part("ppt/presentation.xml"), "ppt/_rels/presentation.xml.rels");
+        assert_eq!(
+            rels_part("ppt/presentation.xml"),
+            "ppt/_rels/presentation.xml.rels"
+        );
         assert_eq!(rels_part(""), "_rels/.rels");
     }
 
@@ -259,7 +290,11 @@ pub(crate) mod testing {
     }
 
     /// Runs `extractor` with a deadline already passed.
-    pub(crate) fn run_expired(extractor: &dyn Extractor, bytes: &[u8], format: Format) -> Result<Document, ExtractError> {
+    pub(crate) fn run_expired(
+        extractor: &dyn Extractor,
+        bytes: &[u8],
+        format: Format,
+    ) -> Result<Document, ExtractError> {
         let limits = Limits::default();
         let progress = |_: u64, _: u64, _: &'static str| {};
         let ctx = Context {
@@ -274,7 +309,8 @@ pub(crate) mod testing {
     pub(crate) fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         let mut w = zip::ZipWriter::new(&mut out);
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
         for (name, data) in members {
             w.start_file(*name, opts).expect("start");
             w.write_all(data).expect("write");

@@ -12,7 +12,11 @@ pub(super) enum LevelStyle {
     /// `text:list-level-style-bullet` (and images): rendered `"- "`.
     Bullet,
     /// `text:list-level-style-number`: `style:num-format` with its prefix and suffix.
-    Number { format: String, prefix: String, suffix: String },
+    Number {
+        format: String,
+        prefix: String,
+        suffix: String,
+    },
 }
 
 impl LevelStyle {
@@ -20,7 +24,11 @@ impl LevelStyle {
     pub(super) fn marker(&self, n: u32) -> Option<String> {
         match self {
             LevelStyle::Bullet => Some("-".to_owned()),
-            LevelStyle::Number { format, prefix, suffix } => {
+            LevelStyle::Number {
+                format,
+                prefix,
+                suffix,
+            } => {
                 let ooxml = match format.as_str() {
                     "" => return None,
                     "a" => "lowerLetter",
@@ -53,8 +61,13 @@ impl ListStyles {
                 }
                 Node::Close(name) if name == "text:list-style" => current = None,
                 Node::Open(e) if e.name.starts_with("text:list-level-style-") => {
-                    let Some(style) = current.as_ref() else { continue };
-                    let level = e.attr("text:level").and_then(|l| l.parse().ok()).unwrap_or(1);
+                    let Some(style) = current.as_ref() else {
+                        continue;
+                    };
+                    let level = e
+                        .attr("text:level")
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(1);
                     let def = if e.name == "text:list-level-style-number" {
                         LevelStyle::Number {
                             format: e.attr("style:num-format").unwrap_or_default().to_owned(),
@@ -64,7 +77,10 @@ impl ListStyles {
                     } else {
                         LevelStyle::Bullet
                     };
-                    self.styles.entry(style.clone()).or_default().insert(level, def);
+                    self.styles
+                        .entry(style.clone())
+                        .or_default()
+                        .insert(level, def);
                 }
                 _ => {}
             }
@@ -91,7 +107,10 @@ mod tests {
         let mut styles = ListStyles::default();
         styles.add_from(xml, "styles.xml").expect("parse");
         assert_eq!(styles.level(Some("L1"), 1), LevelStyle::Bullet);
-        assert_eq!(styles.level(Some("L1"), 2).marker(3), Some("(c)".to_owned()));
+        assert_eq!(
+            styles.level(Some("L1"), 2).marker(3),
+            Some("(c)".to_owned())
+        );
         assert_eq!(styles.level(Some("nope"), 1), LevelStyle::Bullet);
         assert_eq!(styles.level(None, 4).marker(1), Some("-".to_owned()));
     }

@@ -29,7 +29,10 @@ fn odt_with_body(body: &str) -> Vec<u8> {
         r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0"><office:automatic-styles><text:list-style style:name="N"><text:list-level-style-number text:level="1" style:num-format="1" style:num-suffix=")"/><text:list-level-style-number text:level="2" style:num-format="a" style:num-suffix="."/></text:list-style></office:automatic-styles><office:body><office:text>{body}</office:text></office:body></office:document-content>"#
     );
     zip_of(&[
-        ("mimetype", b"application/vnd.oasis.opendocument.text".as_slice()),
+        (
+            "mimetype",
+            b"application/vnd.oasis.opendocument.text".as_slice(),
+        ),
         ("content.xml", content.as_bytes()),
     ])
 }
@@ -45,21 +48,39 @@ fn fixture_text() {
 fn fixture_kinds_and_locations() {
     let doc = extract(GUIDE).expect("extract");
     let h = find(&doc, "Field Guide");
-    assert_eq!((h.kind, h.location.clone()), (SegmentKind::Heading, section(&["Field Guide"], 1)));
+    assert_eq!(
+        (h.kind, h.location.clone()),
+        (SegmentKind::Heading, section(&["Field Guide"], 1))
+    );
     let p = find(&doc, "Look\tup.\nThen listen.");
-    assert_eq!((p.kind, p.location.clone()), (SegmentKind::Paragraph, section(&["Field Guide", "Spotting"], 4)));
+    assert_eq!(
+        (p.kind, p.location.clone()),
+        (
+            SegmentKind::Paragraph,
+            section(&["Field Guide", "Spotting"], 4)
+        )
+    );
     let item = find(&doc, "2. Write it down");
     assert_eq!(
         (item.kind, item.location.clone()),
-        (SegmentKind::ListItem, section(&["Field Guide", "Counting"], 9))
+        (
+            SegmentKind::ListItem,
+            section(&["Field Guide", "Counting"], 9)
+        )
     );
     assert_eq!(find(&doc, "- Binoculars").kind, SegmentKind::ListItem);
     let header = find(&doc, "Species | Count");
-    assert_eq!((header.kind, header.location.clone()), (SegmentKind::TableHeader, section(&["Records"], 11)));
+    assert_eq!(
+        (header.kind, header.location.clone()),
+        (SegmentKind::TableHeader, section(&["Records"], 11))
+    );
     assert_eq!(find(&doc, "Robin | 3").kind, SegmentKind::TableRow);
     let comment = find(&doc, "Verify the method");
     assert_eq!(comment.kind, SegmentKind::Comment);
-    assert_eq!(comment.location, p.location, "the comment sits in the paragraph it annotates");
+    assert_eq!(
+        comment.location, p.location,
+        "the comment sits in the paragraph it annotates"
+    );
 }
 
 #[test]
@@ -86,7 +107,11 @@ fn nested_numbered_lists_and_table_without_header_rows() {
         "<table:table-cell/></table:table-row></table:table>",
     )))
     .expect("extract");
-    let texts: Vec<(&str, SegmentKind)> = doc.segments.iter().map(|s| (s.text.as_str(), s.kind)).collect();
+    let texts: Vec<(&str, SegmentKind)> = doc
+        .segments
+        .iter()
+        .map(|s| (s.text.as_str(), s.kind))
+        .collect();
     assert_eq!(
         texts,
         vec![
@@ -105,9 +130,20 @@ fn nested_numbered_lists_and_table_without_header_rows() {
 
 #[test]
 fn truncated_and_random_bytes_are_corrupt() {
-    assert_eq!(extract(&GUIDE[..GUIDE.len() / 2]).expect_err("truncated").code(), "corrupt_file");
-    assert_eq!(extract(&noise(2048)).expect_err("noise").code(), "corrupt_file");
-    let bad = zip_of(&[("content.xml", b"<office:body><text:p>x</office:body>".as_slice())]);
+    assert_eq!(
+        extract(&GUIDE[..GUIDE.len() / 2])
+            .expect_err("truncated")
+            .code(),
+        "corrupt_file"
+    );
+    assert_eq!(
+        extract(&noise(2048)).expect_err("noise").code(),
+        "corrupt_file"
+    );
+    let bad = zip_of(&[(
+        "content.xml",
+        b"<office:body><text:p>x</office:body>".as_slice(),
+    )]);
     assert_eq!(extract(&bad).expect_err("bad xml").code(), "corrupt_file");
 }
 
@@ -121,8 +157,14 @@ fn zip_bomb_is_refused() {
 #[test]
 fn encrypted_odt_is_password_protected() {
     let manifest = br#"<manifest:manifest><manifest:file-entry manifest:full-path="content.xml"><manifest:encryption-data/></manifest:file-entry></manifest:manifest>"#;
-    let bytes = zip_of(&[("META-INF/manifest.xml", manifest.as_slice()), ("content.xml", b"\x01\x02".as_slice())]);
-    assert_eq!(extract(&bytes).expect_err("encrypted").code(), "password_protected");
+    let bytes = zip_of(&[
+        ("META-INF/manifest.xml", manifest.as_slice()),
+        ("content.xml", b"\x01\x02".as_slice()),
+    ]);
+    assert_eq!(
+        extract(&bytes).expect_err("encrypted").code(),
+        "password_protected"
+    );
 }
 
 #[test]

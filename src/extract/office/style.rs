@@ -132,7 +132,11 @@ fn heading_from_name(name: &str) -> Option<usize> {
 
 /// An explicit outline level 0..=8 as heading level 1..=9.
 fn outline_level(p: &ParagraphProperty) -> Option<usize> {
-    p.outline_lvl.as_ref().map(|o| o.v).filter(|v| *v < OUTLINE_LEVELS).map(|v| v + 1)
+    p.outline_lvl
+        .as_ref()
+        .map(|o| o.v)
+        .filter(|v| *v < OUTLINE_LEVELS)
+        .map(|v| v + 1)
 }
 
 /// How a list item is marked.
@@ -179,7 +183,11 @@ impl<'a> ListState<'a> {
             _ => {}
         }
         let counters = self.counters.entry(num_id).or_insert([0; LIST_LEVELS]);
-        counters[level] = if counters[level] == 0 { def.start } else { counters[level] + 1 };
+        counters[level] = if counters[level] == 0 {
+            def.start
+        } else {
+            counters[level] + 1
+        };
         for deeper in counters.iter_mut().skip(level + 1) {
             *deeper = 0;
         }

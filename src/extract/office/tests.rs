@@ -5,7 +5,8 @@ use crate::extract::{Format, Limits};
 const REPORT: &[u8] = include_bytes!("../../../fixtures/office/report.docx");
 const REPORT_TEXT: &str = include_str!("../../../fixtures/office/report.docx.expected.txt");
 const GUIDE: &[u8] = include_bytes!("../../../fixtures/office/guide-libreoffice.docx");
-const GUIDE_TEXT: &str = include_str!("../../../fixtures/office/guide-libreoffice.docx.expected.txt");
+const GUIDE_TEXT: &str =
+    include_str!("../../../fixtures/office/guide-libreoffice.docx.expected.txt");
 
 fn extract(bytes: &[u8]) -> Result<Document, ExtractError> {
     run(&DocxExtractor, bytes, Format::Docx, &Limits::default())
@@ -38,26 +39,44 @@ fn python_docx_fixture_kinds_and_locations() {
     assert_eq!(title.kind, SegmentKind::Heading);
     assert_eq!(title.location, section(&["Quarterly Report"], 1));
     let goals = find(&doc, "Goals");
-    assert_eq!(goals.location, section(&["Quarterly Report", "Introduction", "Goals"], 4));
+    assert_eq!(
+        goals.location,
+        section(&["Quarterly Report", "Introduction", "Goals"], 4)
+    );
     let bullet = find(&doc, "- Grow revenue");
     assert_eq!(bullet.kind, SegmentKind::ListItem);
-    assert_eq!(bullet.location, section(&["Quarterly Report", "Introduction", "Goals"], 5));
+    assert_eq!(
+        bullet.location,
+        section(&["Quarterly Report", "Introduction", "Goals"], 5)
+    );
     // "Results" is a level-1 heading: it replaces "Introduction" and drops "Goals".
     let results = find(&doc, "Revenue grew by 12 percent.");
     assert_eq!(results.kind, SegmentKind::Paragraph);
-    assert_eq!(results.location, section(&["Quarterly Report", "Results"], 8));
+    assert_eq!(
+        results.location,
+        section(&["Quarterly Report", "Results"], 8)
+    );
     assert_eq!(find(&doc, "2. Write the tests").kind, SegmentKind::ListItem);
     let header_row = find(&doc, "Region | Revenue");
     assert_eq!(header_row.kind, SegmentKind::TableHeader);
-    assert_eq!(header_row.location, section(&["Quarterly Report", "Results", "Figures"], 12));
+    assert_eq!(
+        header_row.location,
+        section(&["Quarterly Report", "Results", "Figures"], 12)
+    );
     let row = find(&doc, "South | 80");
     assert_eq!(row.kind, SegmentKind::TableRow);
-    assert_eq!(row.location, section(&["Quarterly Report", "Results", "Figures"], 14));
+    assert_eq!(
+        row.location,
+        section(&["Quarterly Report", "Results", "Figures"], 14)
+    );
     assert_eq!(find(&doc, "ACME Confidential").kind, SegmentKind::Header);
     assert_eq!(find(&doc, "Page footer text").kind, SegmentKind::Footer);
     let comment = find(&doc, "Check this figure");
     assert_eq!(comment.kind, SegmentKind::Comment);
-    assert_eq!(comment.location, results.location, "a comment sits where it is anchored");
+    assert_eq!(
+        comment.location, results.location,
+        "a comment sits where it is anchored"
+    );
     assert_eq!(doc.metadata.get("blocks"), Some(&serde_json::json!(15)));
 }
 
@@ -69,7 +88,10 @@ fn libreoffice_docx_fixture() {
     assert_eq!(heading.kind, SegmentKind::Heading);
     assert_eq!(heading.location, section(&["Field Guide", "Counting"], 7));
     assert_eq!(find(&doc, "- Notebook").kind, SegmentKind::ListItem);
-    assert_eq!(find(&doc, "1. Count the flock").location, section(&["Field Guide", "Counting"], 8));
+    assert_eq!(
+        find(&doc, "1. Count the flock").location,
+        section(&["Field Guide", "Counting"], 8)
+    );
     assert_eq!(find(&doc, "Species | Count").kind, SegmentKind::TableHeader);
     assert_eq!(find(&doc, "Wren | 1").location, section(&["Records"], 13));
     assert_eq!(find(&doc, "Field Guide Header").kind, SegmentKind::Header);
@@ -85,7 +107,10 @@ fn truncated_fixture_is_corrupt() {
 
 #[test]
 fn random_bytes_are_corrupt() {
-    assert_eq!(extract(&noise(4096)).expect_err("noise").code(), "corrupt_file");
+    assert_eq!(
+        extract(&noise(4096)).expect_err("noise").code(),
+        "corrupt_file"
+    );
     assert_eq!(extract(b"").expect_err("empty").code(), "corrupt_file");
 }
 
@@ -93,7 +118,10 @@ fn random_bytes_are_corrupt() {
 fn ole2_container_is_password_protected() {
     let mut bytes = OLE2_MAGIC.to_vec();
     bytes.extend(noise(1024));
-    assert_eq!(extract(&bytes).expect_err("ole2").code(), "password_protected");
+    assert_eq!(
+        extract(&bytes).expect_err("ole2").code(),
+        "password_protected"
+    );
 }
 
 #[test]
@@ -112,7 +140,10 @@ fn malformed_document_part_is_corrupt() {
     let err = extract(&bytes).expect_err("bad xml");
     assert_eq!(err.code(), "corrupt_file");
     let bytes = zip_of(&[("other.xml", b"<a/>".as_slice())]);
-    assert_eq!(extract(&bytes).expect_err("no document").code(), "corrupt_file");
+    assert_eq!(
+        extract(&bytes).expect_err("no document").code(),
+        "corrupt_file"
+    );
 }
 
 #[test]

@@ -32,14 +32,26 @@ fn fixture_text() {
 #[test]
 fn fixture_kinds_and_slides() {
     let doc = extract(DECK).expect("extract");
-    assert_eq!(on(&doc, "Docpipe Overview"), (SegmentKind::Heading, slide(1)));
-    assert_eq!(on(&doc, "Text with locations"), (SegmentKind::Paragraph, slide(1)));
+    assert_eq!(
+        on(&doc, "Docpipe Overview"),
+        (SegmentKind::Heading, slide(1))
+    );
+    assert_eq!(
+        on(&doc, "Text with locations"),
+        (SegmentKind::Paragraph, slide(1))
+    );
     assert_eq!(on(&doc, "Welcome everyone."), (SegmentKind::Note, slide(1)));
     assert_eq!(on(&doc, "Features"), (SegmentKind::Heading, slide(2)));
     assert_eq!(on(&doc, "Extract ODT"), (SegmentKind::Paragraph, slide(2)));
-    assert_eq!(on(&doc, "Mention the zip-bomb guard."), (SegmentKind::Note, slide(2)));
+    assert_eq!(
+        on(&doc, "Mention the zip-bomb guard."),
+        (SegmentKind::Note, slide(2))
+    );
     assert_eq!(on(&doc, "Numbers"), (SegmentKind::Heading, slide(3)));
-    assert_eq!(on(&doc, "Format | Tests"), (SegmentKind::TableHeader, slide(3)));
+    assert_eq!(
+        on(&doc, "Format | Tests"),
+        (SegmentKind::TableHeader, slide(3))
+    );
     assert_eq!(on(&doc, "PPTX | 4"), (SegmentKind::TableRow, slide(3)));
 }
 
@@ -55,8 +67,16 @@ fn too_many_slides_is_a_limit() {
 
 #[test]
 fn truncated_and_random_bytes_are_corrupt() {
-    assert_eq!(extract(&DECK[..DECK.len() / 2]).expect_err("truncated").code(), "corrupt_file");
-    assert_eq!(extract(&noise(4096)).expect_err("noise").code(), "corrupt_file");
+    assert_eq!(
+        extract(&DECK[..DECK.len() / 2])
+            .expect_err("truncated")
+            .code(),
+        "corrupt_file"
+    );
+    assert_eq!(
+        extract(&noise(4096)).expect_err("noise").code(),
+        "corrupt_file"
+    );
 }
 
 #[test]
@@ -70,14 +90,20 @@ fn zip_bomb_is_refused() {
 fn ole2_is_password_protected() {
     let mut bytes = OLE2_MAGIC.to_vec();
     bytes.extend(noise(512));
-    assert_eq!(extract(&bytes).expect_err("ole2").code(), "password_protected");
+    assert_eq!(
+        extract(&bytes).expect_err("ole2").code(),
+        "password_protected"
+    );
 }
 
 #[test]
 fn dangling_slide_reference_is_corrupt() {
     let pres = br#"<p:presentation xmlns:p="p" xmlns:r="r"><p:sldIdLst><p:sldId id="256" r:id="rId9"/></p:sldIdLst></p:presentation>"#;
     let bytes = zip_of(&[("ppt/presentation.xml", pres.as_slice())]);
-    assert_eq!(extract(&bytes).expect_err("dangling").code(), "corrupt_file");
+    assert_eq!(
+        extract(&bytes).expect_err("dangling").code(),
+        "corrupt_file"
+    );
 }
 
 #[test]
