@@ -14,6 +14,7 @@ pub mod pdf;
 pub mod pptx;
 pub mod sheet;
 pub mod text;
+pub mod xml;
 
 use std::time::{Duration, Instant};
 
