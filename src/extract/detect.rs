@@ -447,7 +447,6 @@ fn sniff_text(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectErro
     }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
-<<<<<<< HEAD
     Ok(
         if head.starts_with("<!doctype html") || head.starts_with("<html") {
             Format::Html
@@ -461,19 +460,6 @@ fn sniff_text(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectErro
             Format::Text
         },
     )
-=======
-    Ok(if head.starts_with("<!doctype html") || head.starts_with("<html") {
-        Format::Html
-    } else if head.starts_with("<?xml") {
-        Format::Xml
-    } else if (head.starts_with('{') || head.starts_with('['))
-        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
-    {
-        Format::Json
-    } else {
-        Format::Text
-    })
->>>>>>> office
 }
 
 /// UTF-16 with a BOM, or bytes without NULs and with few control characters.
