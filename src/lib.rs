@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod extract;
 pub mod ingest_cli;

@@ -33,6 +33,11 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Benchmarks (run by `make bench`).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Upload files and folders to a running server and wait for them to be processed.
     Ingest {
         /// The server's base URL.
@@ -41,6 +46,19 @@ enum Command {
         /// Files and folders (folders are walked recursively; hidden files are skipped).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Extraction throughput per format, and PDF speed and word F1 against pdftotext in the same run.
+    Extract {
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folders of files to extract.
+        #[arg(required = true)]
+        corpus: Vec<PathBuf>,
     },
 }
 
@@ -91,6 +109,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => println!("{spec}"),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which: BenchCommand::Extract { out, corpus },
+        } => {
+            let report =
+                tokio::task::spawn_blocking(move || docpipe::bench::run(&corpus)).await??;
+            let json = serde_json::to_string_pretty(&report)?;
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, &json).with_context(|| format!("writing {}", out.display()))?;
+            println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { server, paths } => {

@@ -59,11 +59,14 @@ impl Extractor for DocxExtractor {
             None => Vec::new(),
         };
         let styles = first_part(&mut zip, &rels, "styles")?
+            .filter(|b| xml::check_well_formed(b, "styles").is_ok())
             .and_then(|b| Styles::from_xml(&b[..]).ok())
             .map(|s| StyleMap::new(&s))
             .unwrap_or_default();
         let numberings = first_part(&mut zip, &rels, "numbering")?
+            .filter(|b| xml::check_well_formed(b, "numbering").is_ok())
             .and_then(|b| Numberings::from_xml(&b[..]).ok());
+        xml::check_well_formed(&doc_xml, &main)?;
         let body = docx_rs::Document::from_xml(&doc_xml[..])
             .map_err(|e| ExtractError::Corrupt(format!("{main}: {e}")))?;
 
@@ -95,6 +98,7 @@ impl Extractor for DocxExtractor {
                 let Some(bytes) = zip.read(&rel.target)? else {
                     continue;
                 };
+                xml::check_well_formed(&bytes, &rel.target)?;
                 let texts = match kind {
                     SegmentKind::Header => {
                         docx_rs::Header::from_xml(&bytes[..]).map(|h| header_texts(&h.children))
@@ -106,6 +110,7 @@ impl Extractor for DocxExtractor {
             }
         }
         if let Some(bytes) = first_part(&mut zip, &rels, "comments")? {
+            xml::check_well_formed(&bytes, "comments")?;
             let comments = Comments::from_xml(&bytes[..])
                 .map_err(|e| ExtractError::Corrupt(format!("comments: {e}")))?;
             for comment in comments.inner() {

@@ -101,8 +101,9 @@ fn slide(
 ) -> Result<(), ExtractError> {
     let location = Location::Slide { slide: number };
     let bytes = zip.require(part)?;
-    let shapes = shapes(&bytes, part)?;
-    let (titles, others): (Vec<&Shape>, Vec<&Shape>) = shapes.iter().partition(|s| s.is_title());
+    let slide_shapes = shapes(&bytes, part)?;
+    let (titles, others): (Vec<&Shape>, Vec<&Shape>) =
+        slide_shapes.iter().partition(|s| s.is_title());
     for shape in titles {
         let text = shape.paragraphs.join(" ");
         if !text.is_empty() {

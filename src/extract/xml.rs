@@ -105,6 +105,29 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Fails with `Corrupt` unless `bytes` is one well-formed XML element tree. docx-rs's parser loops forever
+/// on some truncated XML (an unclosed `<w:p>`), so every part is checked with quick-xml before it gets there.
+pub fn check_well_formed(bytes: &[u8], part: &str) -> Result<(), ExtractError> {
+    let mut walker = Walker::new(bytes, part);
+    let (mut depth, mut elements) = (0usize, 0usize);
+    while let Some(node) = walker.next_node()? {
+        match node {
+            Node::Open(_) => {
+                depth += 1;
+                elements += 1;
+            }
+            Node::Close(_) => depth = depth.saturating_sub(1),
+            Node::Text(_) => {}
+        }
+    }
+    if depth != 0 || elements == 0 {
+        return Err(ExtractError::Corrupt(format!(
+            "{part}: malformed XML: the document is incomplete"
+        )));
+    }
+    Ok(())
+}
+
 /// One relationship of an OPC part (`*.rels`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rel {

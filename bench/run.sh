@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make bench`: extraction throughput (every format) and PDF speed/F1 against pdftotext in the same run,
+# then the server's peak RSS while ingesting the PDF corpus. JSON results go to $CARGO_TARGET_DIR/../bench
+# or ./target/bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${CARGO_TARGET_DIR:-target}/release/docpipe
+OUT=target/bench
+mkdir -p "$OUT"
+corpus=$(bash bench/corpus.sh)
+echo "PDF corpus: $corpus ($(ls "$corpus"/*.pdf | wc -l) files)"
+
+"$BIN" bench extract --out "$OUT/extract.json" "$corpus" fixtures > /dev/null
+python3 - "$OUT/extract.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+c = r["pdf_vs_pdftotext"]
+print(f"PDF: {c['files']} files, {c['pages']} pages: docpipe {c['docpipe_pages_per_s']:.0f} pages/s, "
+      f"pdftotext {c['pdftotext_pages_per_s']:.0f} pages/s, ratio {c['speed_ratio']:.2f}; "
+      f"word F1 micro {c['word_f1_micro']:.4f}, mean {c['word_f1_mean']:.4f}, min {c['word_f1_min']:.4f}")
+for name, s in sorted(r["formats"].items()):
+    pps = f", {s['pages_per_s']:.0f} pages/s" if s.get("pages_per_s") else ""
+    print(f"  {name:>10}: {s['files']} files, {s['mb_per_s']:.1f} MB/s{pps}")
+PY
+
+# Peak RSS of the server while it ingests the corpus.
+data=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+start=$(date +%s.%N)
+"$BIN" ingest --server "http://127.0.0.1:$port" "$corpus" > "$data.ingest" || true
+end=$(date +%s.%N)
+hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+summary=$(tail -n +1 "$data.ingest" | grep -m1 'files:' || true)
+python3 - "$OUT/ingest.json" "$hwm_kb" "$start" "$end" "$summary" <<'PY'
+import json, sys
+out, hwm, start, end, summary = sys.argv[1:]
+r = {"peak_rss_mib": int(hwm) / 1024, "wall_seconds": float(end) - float(start), "summary": summary}
+json.dump(r, open(out, "w"), indent=2)
+print(f"ingestion of the PDF corpus: {summary}; {r['wall_seconds']:.1f} s; server peak RSS {r['peak_rss_mib']:.0f} MiB")
+PY
+rm -f "$data.ingest"
