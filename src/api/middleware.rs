@@ -56,7 +56,13 @@ impl Edge {
             JSON_BODY_LIMIT
         };
         let too_large = move || {
-            if upload {
+            // The rest of the body is not read, so the connection cannot be reused.
+            let with_close = |mut r: Response| {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            };
+            with_close(if upload {
                 json_error(
                     ErrorCode::FileTooLarge,
                     format!(
@@ -69,7 +75,7 @@ impl Edge {
                     ErrorCode::BodyTooLarge,
                     format!("the request body is larger than the limit of {limit} bytes"),
                 )
-            }
+            })
         };
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
         let id = request_id.clone();

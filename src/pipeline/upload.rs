@@ -71,6 +71,13 @@ impl Ingest {
             }
         }
         .await;
+        let copied = match copied {
+            Ok(()) => staged
+                .flush()
+                .await
+                .map_err(|e| UploadError::Store(e.into())),
+            Err(e) => Err(e),
+        };
         if let Err(e) = copied {
             staged.discard().await;
             return Err(e);

@@ -30,6 +30,12 @@ impl StagedBlob {
         self.file.write_all(bytes).await
     }
 
+    /// Waits until every written byte has reached the file, so it can be read back through its path
+    /// (tokio's file writes complete in the background).
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().await
+    }
+
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size

@@ -142,7 +142,7 @@ async fn crafted_files_fail_cleanly_and_the_server_stays_healthy() {
         ),
         (
             "locked.pdf",
-            fixture("pdf/encrypted-password.pdf"),
+            fixture("pdf/encrypted-user-password.pdf"),
             &["encrypted_pdf"],
         ),
     ];
