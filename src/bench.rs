@@ -141,12 +141,9 @@ pub fn run(corpus: &[PathBuf]) -> anyhow::Result<ExtractReport> {
         stats.files += 1;
         stats.bytes += bytes.len() as u64;
         stats.seconds += took.as_secs_f64();
-        let doc = match result {
-            Ok(doc) => doc,
-            Err(_) => {
-                stats.failed += 1;
-                continue;
-            }
+        let Ok(doc) = result else {
+            stats.failed += 1;
+            continue;
         };
         let pages = doc
             .metadata

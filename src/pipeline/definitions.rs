@@ -142,7 +142,7 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineDef, DefinitionError> {
             "max_cells, max_image_dimension and max_image_alloc_bytes must be > 0".into(),
         ));
     }
-    if !(l.max_audio_seconds > 0.0) {
+    if l.max_audio_seconds.is_nan() || l.max_audio_seconds <= 0.0 {
         return Err(fail("max_audio_seconds must be > 0".into()));
     }
     if !(72..=600).contains(&l.ocr_dpi) {
