@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
 use super::{DIMENSIONS, EmbedError, Embedding, Embeddings, MAX_TOKENS};
@@ -47,7 +48,8 @@ pub(super) struct Tokenized {
     pub(super) tokens: usize,
 }
 
-/// all-MiniLM-L6-v2 loaded on one device. Not thread-bound: run it inside the rayon pool whose size you want.
+/// all-MiniLM-L6-v2 loaded on one device. Not thread-bound: it computes in the current rayon pool, so run it
+/// inside `pool.install` of a pool with the thread count you want.
 pub struct Embedder {
     model: BertModel,
     tokens: TokenCounter,
@@ -143,10 +145,24 @@ impl Embedder {
         let mut order: Vec<usize> = (0..tokenized.len()).collect();
         order.sort_by_key(|&i| tokenized[i].ids.len());
 
+        // Each thread of the current rayon pool gets whole sub-batches (data parallelism scales better than
+        // splitting every matmul); a request smaller than threads x max_batch is split evenly between them.
+        let per_pass = self
+            .max_batch
+            .min(order.len().div_ceil(rayon::current_num_threads()))
+            .max(1);
+        let passes: Vec<&[usize]> = order.chunks(per_pass).collect();
+        let outputs = passes
+            .par_iter()
+            .map(|rows| {
+                let batch: Vec<&[u32]> =
+                    rows.iter().map(|&i| tokenized[i].ids.as_slice()).collect();
+                self.forward(&batch)
+            })
+            .collect::<Result<Vec<_>, EmbedError>>()?;
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); tokenized.len()];
-        for rows in order.chunks(self.max_batch) {
-            let batch: Vec<&[u32]> = rows.iter().map(|&i| tokenized[i].ids.as_slice()).collect();
-            for (&i, vector) in rows.iter().zip(self.forward(&batch)?) {
+        for (rows, output) in passes.iter().zip(outputs) {
+            for (&i, vector) in rows.iter().zip(output) {
                 vectors[i] = vector;
             }
         }
