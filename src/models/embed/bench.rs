@@ -95,6 +95,10 @@ const WORDS: &[&str] = &[
     "main",
     "road",
 ];
+/// Index of `utime` among the fields of `/proc/self/stat` that follow the command name.
+const UTIME_FIELD_AFTER_NAME: usize = 11;
+/// `sysconf(_SC_CLK_TCK)`, 100 on every mainstream Linux build.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 /// Multiplier and increment of the linear congruential generator (Knuth's MMIX constants).
 const LCG_MULTIPLIER: u64 = 6_364_136_223_846_793_005;
 const LCG_INCREMENT: u64 = 1_442_695_040_888_963_407;
@@ -112,6 +116,9 @@ pub struct BenchResult {
     pub seconds: f64,
     /// `sentences / seconds`.
     pub sentences_per_sec: f64,
+    /// Sentences per second of CPU time the process used in the median round (user + system, all threads;
+    /// `None` off Linux). Stays comparable when other work on the machine steals cores from the benchmark.
+    pub sentences_per_cpu_sec: Option<f64>,
 }
 
 /// `count` deterministic sentences of [`WORDS_PER_SENTENCE`] everyday words.
@@ -158,26 +165,47 @@ pub fn bench_throughput(
                 .num_threads(n_threads)
                 .build()
                 .map_err(|err| EmbedError::InvalidConfig(format!("compute pool: {err}")))?;
-            let mut seconds: Vec<f64> = pool.install(|| {
+            let mut measured: Vec<(f64, Option<f64>)> = pool.install(|| {
                 embedder.embed_detailed(&texts[..max_batch.min(texts.len())])?;
                 (0..rounds.max(1))
                     .map(|_| {
+                        let cpu_before = process_cpu_seconds();
                         let started = Instant::now();
                         embedder.embed_detailed(&texts)?;
-                        Ok(started.elapsed().as_secs_f64())
+                        let wall = started.elapsed().as_secs_f64();
+                        let cpu = cpu_before
+                            .zip(process_cpu_seconds())
+                            .map(|(before, after)| after - before);
+                        Ok((wall, cpu))
                     })
-                    .collect::<Result<Vec<f64>, EmbedError>>()
+                    .collect::<Result<Vec<_>, EmbedError>>()
             })?;
-            seconds.sort_by(f64::total_cmp);
-            let median = seconds[seconds.len() / 2];
+            measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (median, cpu) = measured[measured.len() / 2];
             results.push(BenchResult {
                 threads: n_threads,
                 max_batch,
                 sentences,
                 seconds: median,
                 sentences_per_sec: sentences as f64 / median,
+                sentences_per_cpu_sec: cpu
+                    .filter(|cpu| *cpu > 0.0)
+                    .map(|cpu| sentences as f64 / cpu),
             });
         }
     }
     Ok(results)
+}
+
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`; `None` where that is
+/// not available.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name (which may contain spaces): utime and stime are the
+    // 14th and 15th fields overall, i.e. the 12th and 13th after it.
+    let after_name = stat.rsplit_once(')')?.1;
+    let mut fields = after_name.split_whitespace().skip(UTIME_FIELD_AFTER_NAME);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS_PER_SEC)
 }

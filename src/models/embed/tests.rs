@@ -317,8 +317,13 @@ fn bench_embed_throughput() {
     );
     for r in results {
         eprintln!(
-            "batch {:>3} threads {}: {:>7.1} sentences/s ({} in {:.2} s)",
-            r.max_batch, r.threads, r.sentences_per_sec, r.sentences, r.seconds
+            "batch {:>3} threads {}: {:>7.1} sentences/s ({} in {:.2} s), {:>6.1} sentences per CPU-second",
+            r.max_batch,
+            r.threads,
+            r.sentences_per_sec,
+            r.sentences,
+            r.seconds,
+            r.sentences_per_cpu_sec.unwrap_or(f64::NAN)
         );
     }
 }
