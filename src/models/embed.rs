@@ -8,7 +8,8 @@
 //!   carries its texts, its tracing span and a `tokio::sync::oneshot` reply.
 //! - The engine thread blocks on the queue, then drains the requests already waiting (until it has `max_batch`
 //!   texts), embeds them in one call and answers each. Model compute runs inside a dedicated rayon pool of
-//!   exactly `threads` threads (candle's matmuls and the tokenizer use the current rayon pool).
+//!   exactly `threads` threads (candle's matmuls and the tokenizer use the current rayon pool); the sorted
+//!   sub-batches are spread over those threads.
 //! - Overload: [`EmbedderHandle::embed`] never waits for queue space; a full queue is [`EmbedError::Overloaded`]
 //!   at once (503 + `Retry-After` upstream). [`EmbedderHandle::embed_blocking`] (for pipeline workers on
 //!   blocking threads) waits for space instead: backpressure.
