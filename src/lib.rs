@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod extract;
 pub mod ingest_cli;
+pub mod models;
 pub mod pipeline;
 pub mod store;
 pub mod telemetry;
