@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod extract;
+pub mod index;
 pub mod ingest_cli;
 pub mod pipeline;
 pub mod store;
