@@ -234,4 +234,14 @@ mod tests {
         let r = bench_text_synthetic(100_000, 500, 42).expect("text bench");
         println!("{}", serde_json::to_string(&r).expect("json"));
     }
+
+    /// Exact vs HNSW at small sizes, to place `EXACT_SEARCH_MAX` (seconds).
+    #[test]
+    #[ignore = "benchmark"]
+    fn crossover() {
+        for n in [100, 250, 500, 1_000, 2_000, 5_000] {
+            let r = bench_vector_synthetic(n, 384, 1_000, 42).expect("vector bench");
+            println!("{}", serde_json::to_string(&r).expect("json"));
+        }
+    }
 }

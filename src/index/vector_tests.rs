@@ -170,7 +170,7 @@ fn save_load_round_trip_and_model_check() {
 #[test]
 fn filters_apply_on_exact_and_hnsw_paths() {
     let index = VectorIndex::in_memory(DIMS, MODEL).expect("index");
-    let n = EXACT_SEARCH_MAX + 1_000;
+    let n = EXACT_SEARCH_MAX * 3;
     let (metas, vectors) = data(n, 4);
     add_all(&index, &metas, &vectors);
     let other = meta("t2", "f0", 0, Category::Pdf, 0);
@@ -195,7 +195,7 @@ fn filters_apply_on_exact_and_hnsw_paths() {
     assert_eq!(hits[0].chunk_id, metas[0].chunk_id);
     // Half of the vectors: HNSW with a predicate.
     check(&t1.clone().with_categories([Category::Pdf]));
-    // One file (a tenth): exact over candidates.
+    // One file (a tenth, below the threshold): exact over candidates.
     check(&t1.clone().with_file_ids(["f3"]));
     // A narrow time range.
     let at = |s| chrono::DateTime::from_timestamp(s, 0).expect("timestamp");
@@ -243,15 +243,27 @@ fn hnsw_recall_on_clustered_vectors() {
     assert!(recall >= 0.95, "recall@10 {recall}");
 }
 
+/// HNSW is approximate (and graph building is multi-threaded, so not deterministic): it
+/// must never beat exact search, and must agree with it on the top hit almost always.
 #[test]
 fn exact_and_hnsw_agree_on_the_top_hit() {
     let index = VectorIndex::in_memory(DIMS, MODEL).expect("index");
     let (metas, vectors) = data(1_000, 6);
     add_all(&index, &metas, &vectors);
-    for q in vectors.iter().step_by(50) {
+    let queries: Vec<&Vec<f32>> = vectors.iter().step_by(10).collect();
+    let mut agree = 0;
+    for q in &queries {
         let exact = index.exact_search(q, 1, |_| true).expect("exact");
         let approx = index.approx_search(q, 1).expect("approx");
-        assert_eq!(exact[0].0, approx[0].0);
-        assert!((exact[0].1 - approx[0].1).abs() < 1e-4);
+        assert!(approx[0].1 <= exact[0].1 + 1e-4, "HNSW beat exact search");
+        if exact[0].0 == approx[0].0 {
+            assert!((exact[0].1 - approx[0].1).abs() < 1e-4);
+            agree += 1;
+        }
     }
+    assert!(
+        agree * 100 >= queries.len() * 95,
+        "{agree}/{}",
+        queries.len()
+    );
 }
