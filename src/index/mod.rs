@@ -17,6 +17,7 @@ pub mod text;
 mod tokenize;
 pub mod vector;
 mod vector_file;
+mod vector_util;
 
 use chrono::{DateTime, Utc};
 

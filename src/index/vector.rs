@@ -19,11 +19,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::index::vector_file::{self, FORMAT_VERSION, VectorFileHeader};
+use crate::index::vector_util::{Slots, dot, new_slots, normalised, top_k};
 use crate::index::{ChunkMeta, SearchFilter};
 
 /// HNSW graph degree (usearch "connectivity", faiss "M").
@@ -43,8 +44,6 @@ pub const THREAD_SLOTS: usize = 16;
 const MIN_CAPACITY: usize = 1_024;
 /// Batches at least this large are inserted by several threads.
 const PARALLEL_ADD_MIN: usize = 256;
-/// Vectors whose norm is below this cannot be normalised (all zeros).
-const MIN_NORM: f32 = 1e-12;
 
 /// Errors of the vector index.
 #[derive(Debug, thiserror::Error)]
@@ -125,35 +124,6 @@ struct Inner {
     next_key: u64,
 }
 
-/// A counting semaphore capping concurrent usearch calls at [`THREAD_SLOTS`].
-struct Slots {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Slots {
-    fn acquire(&self) -> SlotGuard<'_> {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        *free -= 1;
-        SlotGuard(self)
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.0.freed.notify_one();
-    }
-}
-
 /// An HNSW vector index of chunk embeddings for one embedding model.
 pub struct VectorIndex {
     path: Option<PathBuf>,
@@ -179,54 +149,6 @@ fn new_usearch(dims: usize) -> Result<Index, VectorError> {
         .reserve_capacity_and_threads(MIN_CAPACITY, THREAD_SLOTS)
         .or_usearch()?;
     Ok(index)
-}
-
-/// `vector` scaled to unit length.
-fn normalised(vector: &[f32], dims: usize) -> Result<Vec<f32>, VectorError> {
-    if vector.len() != dims {
-        return Err(VectorError::Dimensions {
-            expected: dims,
-            got: vector.len(),
-        });
-    }
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if !norm.is_finite() || norm < MIN_NORM {
-        return Err(VectorError::NotNormalisable);
-    }
-    Ok(vector.iter().map(|x| x / norm).collect())
-}
-
-/// Lanes of the dot product's independent accumulators: lets the compiler use SIMD (a single
-/// running sum is a serial dependency chain it may not reorder).
-const DOT_LANES: usize = 8;
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; DOT_LANES];
-    let (ca, cb) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (xa, xb) in ca.zip(cb) {
-        for i in 0..DOT_LANES {
-            acc[i] += xa[i] * xb[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// The `k` best `(key, similarity)` pairs, best first (ties by key, for determinism).
-fn top_k(mut scored: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
-    let order = |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if scored.len() > k && k > 0 {
-        scored.select_nth_unstable_by(k - 1, order);
-        scored.truncate(k);
-    }
-    scored.sort_unstable_by(order);
-    scored.truncate(k);
-    scored
 }
 
 impl VectorIndex {
@@ -329,9 +251,27 @@ impl VectorIndex {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds vectors, replacing the vector of any chunk id already present. Validates every
-    /// vector before changing anything; grows capacity as needed.
+    /// Adds vectors, replacing the vector of any chunk id already present (within one batch,
+    /// the last occurrence of a chunk id wins). Validates every vector before changing
+    /// anything; grows capacity as needed.
     pub fn add(&self, entries: &[VectorEntry<'_>]) -> Result<(), VectorError> {
+        // A chunk id repeated within the batch: the last occurrence wins.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            last.insert(e.meta.chunk_id.as_str(), i);
+        }
+        let deduped: Vec<VectorEntry<'_>>;
+        let entries = if last.len() == entries.len() {
+            entries
+        } else {
+            deduped = entries
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| last.get(e.meta.chunk_id.as_str()) == Some(i))
+                .map(|(_, e)| *e)
+                .collect();
+            &deduped
+        };
         let vectors = entries
             .iter()
             .map(|e| normalised(e.vector, self.dims))
@@ -632,13 +572,6 @@ impl Inner {
             self.by_chunk.remove(&meta.chunk_id);
         }
         Ok(())
-    }
-}
-
-fn new_slots() -> Slots {
-    Slots {
-        free: Mutex::new(THREAD_SLOTS),
-        freed: Condvar::new(),
     }
 }
 

@@ -78,6 +78,16 @@ fn readding_a_chunk_replaces_its_vector() {
     add_all(&index, &metas, &vectors);
     add_all(&index, &metas[..1], &vectors[5..6]);
     assert_eq!(index.len(), 20);
+    // Repeated within one batch: one vector, the last one.
+    let twice = [metas[1].clone(), metas[1].clone()];
+    add_all(&index, &twice, &vectors[8..10]);
+    assert_eq!(index.len(), 20);
+    // vectors[9] is also chunk 9's vector: both match exactly.
+    let hits = index
+        .search(&vectors[9], 2, &SearchFilter::tenant("t1"))
+        .expect("search");
+    assert!(hits.iter().all(|h| (h.similarity - 1.0).abs() < 1e-4), "{hits:?}");
+    assert!(hits.iter().any(|h| h.chunk_id == metas[1].chunk_id), "{hits:?}");
     let hits = index
         .search(&vectors[5], 2, &SearchFilter::tenant("t1"))
         .expect("search");
