@@ -86,8 +86,14 @@ fn readding_a_chunk_replaces_its_vector() {
     let hits = index
         .search(&vectors[9], 2, &SearchFilter::tenant("t1"))
         .expect("search");
-    assert!(hits.iter().all(|h| (h.similarity - 1.0).abs() < 1e-4), "{hits:?}");
-    assert!(hits.iter().any(|h| h.chunk_id == metas[1].chunk_id), "{hits:?}");
+    assert!(
+        hits.iter().all(|h| (h.similarity - 1.0).abs() < 1e-4),
+        "{hits:?}"
+    );
+    assert!(
+        hits.iter().any(|h| h.chunk_id == metas[1].chunk_id),
+        "{hits:?}"
+    );
     let hits = index
         .search(&vectors[5], 2, &SearchFilter::tenant("t1"))
         .expect("search");
