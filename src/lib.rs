@@ -6,6 +6,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod extract;
+pub mod index;
 pub mod ingest_cli;
 pub mod models;
 pub mod pipeline;
