@@ -31,6 +31,14 @@ pub struct TokenCounter {
 }
 
 impl TokenCounter {
+    /// Loads only the tokenizer (`tokenizer.json` in `model_dir`), without the weights: for the chunker and its
+    /// tests, which need counts but no embeddings.
+    pub fn from_model_dir(model_dir: &Path) -> Result<Self, EmbedError> {
+        Ok(Self {
+            tokenizer: Arc::new(load_tokenizer(&model_dir.join(TOKENIZER_FILE))?),
+        })
+    }
+
     /// Tokens of `text` including `[CLS]` and `[SEP]`, before truncation; more than [`MAX_TOKENS`] means the
     /// embedder will truncate it.
     pub fn count(&self, text: &str) -> usize {
