@@ -63,6 +63,8 @@ struct Open<'a> {
     items: Vec<Item<'a>>,
     /// Tokens of `text`.
     tokens: usize,
+    /// Length and tokens of `text` before the last item was appended.
+    before_last: (usize, usize),
 }
 
 /// What the next chunk may repeat from the one just closed, when it continues the same unit.
@@ -154,12 +156,45 @@ impl<'a> Packer<'a> {
         if self.cur.is_some() && self.append(item, key) {
             return;
         }
+        if self.detach_heading(item) && self.append(item, key) {
+            return;
+        }
         if self.fits(item.text) {
             self.flush(true);
             self.start(item, key);
             return;
         }
         self.place_long(item, key);
+    }
+
+    /// When `item` does not fit after a heading that ends the open chunk, moves the heading to a new chunk so it
+    /// stays with the text under it (if they fit together, or `item` must be cut anyway).
+    fn detach_heading(&mut self, item: Item<'a>) -> bool {
+        let Some(open) = self.cur.as_ref() else {
+            return false;
+        };
+        let Some(&heading) = open.items.last() else {
+            return false;
+        };
+        if open.items.len() < 2 || heading.seg.kind != SegmentKind::Heading {
+            return false;
+        }
+        let together = format!("{}{SEGMENT_SEPARATOR}{}", heading.text, item.text);
+        if self.fits(item.text) && !self.fits(&together) {
+            return false;
+        }
+        let Some(open) = self.cur.as_mut() else {
+            return false;
+        };
+        open.items.pop();
+        open.text.truncate(open.before_last.0);
+        open.tokens = open.before_last.1;
+        if let Some(prev) = open.items.last() {
+            open.key = UnitKey::of(prev.seg);
+        }
+        self.flush(false);
+        self.start(heading, &UnitKey::of(heading.seg));
+        true
     }
 
     /// Cuts a segment longer than a chunk into pieces: the first may top up a small open chunk, the others
@@ -237,6 +272,7 @@ impl<'a> Packer<'a> {
             open.text.truncate(len);
             return false;
         }
+        open.before_last = (len, open.tokens);
         open.tokens = tokens;
         open.items.push(item);
         open.key = key.clone();
@@ -326,6 +362,7 @@ impl<'a> Packer<'a> {
             overlap_chars,
             content_start,
             items: vec![item],
+            before_last: (0, 0),
         }
     }
 
