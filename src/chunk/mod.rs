@@ -6,7 +6,8 @@
 //!   [`ChunkConfig::max_tokens`]. Chunks break between segments whenever possible.
 //! - A chunk never spans two kinds of location or two sheets. It grows across pages, slides, top-level
 //!   sections and kinds of block (body, margin, annotation), and past a heading or table header, only while
-//!   it is still small (less than a quarter of the budget): otherwise those start a new chunk.
+//!   it is still small (less than a quarter of the budget): otherwise those start a new chunk. A heading that
+//!   would end a chunk moves on to the next one with the text under it.
 //! - A segment longer than a chunk is cut with `text-splitter` at the highest boundary that fits (lines,
 //!   sentences, words; between characters only for a word longer than a chunk); its pieces keep the segment's
 //!   location, e.g. the time range of a long transcript segment.
