@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import random
 import re
 import sys
 import time
@@ -159,6 +160,16 @@ def main():
     configs = {name: {k: round(v / n, 4) for k, v in s.items()} for name, s in sums.items()}
     for name in configs:
         configs[name]["mean_latency_ms"] = round(1000 * latency[name] / max(n, 1), 1)
+    # Paired bootstrap (2000 resamples of the questions) of the nDCG@10 difference to each input.
+    rng = random.Random(0)
+    samples = [[rng.randrange(n) for _ in range(n)] for _ in range(2000)]
+    for name in configs:
+        for base in ("bm25", "vector"):
+            d = [r["configs"][name]["ndcg@10"] - r["configs"][base]["ndcg@10"] for r in per_question]
+            means = sorted(sum(d[i] for i in s) / n for s in samples)
+            configs[name][f"ndcg_delta_vs_{base}"] = {
+                "mean": round(sum(d) / n, 4), "ci95": [round(means[49], 4), round(means[1949], 4)],
+                "wins": sum(x > 1e-9 for x in d), "losses": sum(x < -1e-9 for x in d)}
     fused = [c for c in configs if c not in ("bm25", "vector")]
     best = max(configs, key=lambda c: (configs[c]["ndcg@10"], configs[c]["recall@10"]))
     best_fused = max(fused, key=lambda c: (configs[c]["ndcg@10"], configs[c]["recall@10"]))
@@ -181,12 +192,15 @@ def main():
         json.dump(report, f, indent=1, ensure_ascii=False)
 
     print(f"\n{n} questions over {len(files)} documents ({len(bad)} excluded as data bugs: {bad})")
-    print(f"{'config':<24}{'nDCG@10':>9}{'recall@10':>11}{'hit@10':>8}{'MRR@10':>8}{'ms/query':>10}")
+    print(f"{'config':<24}{'nDCG@10':>9}{'recall@10':>11}{'hit@10':>8}{'MRR@10':>8}{'ms/query':>10}"
+          f"{'dNDCG vs vector [95% CI]':>28}")
     for name, _, _ in CONFIGS:
         c = configs[name]
         mark = " *" if name == best else ""
+        dv = c["ndcg_delta_vs_vector"]
         print(f"{name:<24}{c['ndcg@10']:>9.4f}{c['recall@10']:>11.4f}{c['hit@10']:>8.4f}{c['mrr@10']:>8.4f}"
-              f"{c['mean_latency_ms']:>10.1f}{mark}")
+              f"{c['mean_latency_ms']:>10.1f}"
+              f"{dv['mean']:>+10.4f} [{dv['ci95'][0]:+.3f}, {dv['ci95'][1]:+.3f}]{mark}")
     print(f"best: {best}; best fusion: {best_fused}; hybrid_default >= max(bm25, vector): "
           f"{report['hybrid_default_at_least_best_input']}")
 
