@@ -60,6 +60,15 @@ def post_json(server, path, obj):
     return request(server, "POST", path, json.dumps(obj).encode(), {"content-type": "application/json"})
 
 
+def searchable(server, file_id, file_chunks):
+    """True when a BM25 search restricted to the file finds it (words of its longest chunk as the query)."""
+    if not file_chunks:
+        return False
+    words = max(file_chunks, key=lambda c: len(c["text"]))["text"].split()[:20]
+    body = {"query": " ".join(words), "top_k": 1, "mode": "bm25", "filters": {"file_ids": [file_id]}}
+    return bool(post_json(server, "/api/v1/search", body)["results"])
+
+
 def upload(server, path):
     boundary = uuid.uuid4().hex
     name = os.path.basename(path)
@@ -114,7 +123,13 @@ def main():
     all_ids = sorted(ids.values())
     file_chunks = {fn: chunks(args.server, fid) for fn, fid in ids.items()}
     for fn in files:
-        print(f"  {fn}: {file_chunks[fn].__len__()} chunks", file=sys.stderr)
+        print(f"  {fn}: {len(file_chunks[fn])} chunks", file=sys.stderr)
+    # Seen on a docpipe build of 2026-11-23: a re-upload of identical bytes answers `deduplicated: true`
+    # with a new file id whose chunks are listed but never indexed, so every search filtered to it is empty.
+    unsearchable = [fn for fn in files if not searchable(args.server, ids[fn], file_chunks[fn])]
+    if unsearchable:
+        sys.exit(f"not searchable by their file id (deduplicated re-upload?): {unsearchable}; "
+                 "run against a server with a fresh DOCPIPE_DATA_DIR")
 
     # Relevant chunks per question; questions whose phrases match nothing are data bugs.
     relevant, bad = {}, []
