@@ -198,7 +198,10 @@ pub fn run(corpus: &[PathBuf], dump: Option<&Path>) -> anyhow::Result<ExtractRep
     if let Some(dir) = dump {
         let mut sorted: Vec<&(f64, String)> = f1s.iter().collect();
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let tsv: String = sorted.iter().map(|(f, n)| format!("{f:.4}\t{n}\n")).collect();
+        let tsv: String = sorted
+            .iter()
+            .map(|(f, n)| format!("{f:.4}\t{n}\n"))
+            .collect();
         std::fs::write(dir.join("f1.tsv"), tsv)?;
     }
     cmp.files_below_0_98 = f1s

@@ -117,10 +117,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench {
             which: BenchCommand::Extract { out, dump, corpus },
         } => {
-            let report = tokio::task::spawn_blocking(move || {
-                docpipe::bench::run(&corpus, dump.as_deref())
-            })
-            .await??;
+            let report =
+                tokio::task::spawn_blocking(move || docpipe::bench::run(&corpus, dump.as_deref()))
+                    .await??;
             let json = serde_json::to_string_pretty(&report)?;
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir)?;

@@ -17,7 +17,11 @@ const PARAGRAPH_GAP: f64 = 1.5;
 const LINE_GAP: f64 = 0.5;
 /// A horizontal gap wider than this many font sizes between glyphs is a space.
 const WORD_GAP: f64 = 0.1;
-/// A baseline shift larger than this many font sizes together with a change of font size (a
+/// A glyph this many font sizes or more before the end of the previous one on the same baseline starts
+/// another word (a line number set in the margin after its line, a column drawn after the one to its
+/// right); smaller moves back are accents and overstrikes.
+const BACK_GAP: f64 = 2.0;
+/// A baseline shift larger than this many font sizes back to a larger font size (the end of a
 /// superscript or subscript such as a footnote mark) separates words when one side is not a letter.
 const SCRIPT_SHIFT: f64 = 0.15;
 /// Font sizes differing by more than this ratio count as a change of size.
@@ -27,15 +31,15 @@ const SAME_DIRECTION: f64 = 0.95;
 
 /// Where the previous glyph of the page ended.
 #[derive(Clone, Copy)]
-struct Pen {
+pub(super) struct Pen {
     /// Device-space point where the previous glyph's advance ended.
-    end: (f64, f64),
+    pub end: (f64, f64),
     /// Unit vector of its writing direction in device space.
-    dir: (f64, f64),
+    pub dir: (f64, f64),
     /// Its font size in device space.
-    size: f64,
+    pub size: f64,
     /// Whether its last character was a letter.
-    letter: bool,
+    pub letter: bool,
 }
 
 /// Collects the text of every page it is shown.
@@ -73,7 +77,13 @@ pub(super) enum Break {
 
 /// Decides the break before a glyph at device point `origin` with writing direction `dir` (unit),
 /// device font size `size` and first character a letter or not, after the glyph described by `pen`.
-fn break_before(pen: &Pen, origin: (f64, f64), dir: (f64, f64), size: f64, letter: bool) -> Break {
+pub(super) fn break_before(
+    pen: &Pen,
+    origin: (f64, f64),
+    dir: (f64, f64),
+    size: f64,
+    letter: bool,
+) -> Break {
     if dir.0 * pen.dir.0 + dir.1 * pen.dir.1 < SAME_DIRECTION {
         return Break::Line;
     }
@@ -81,21 +91,27 @@ fn break_before(pen: &Pen, origin: (f64, f64), dir: (f64, f64), size: f64, lette
     // Distance along the writing direction, and across it (positive: up from the baseline).
     let along = rx * dir.0 + ry * dir.1;
     let across = (ry * dir.0 - rx * dir.1).abs();
-    if across > size * PARAGRAPH_GAP {
+    // Scripts move the baseline by less than half the larger of the two sizes.
+    let line_size = size.max(pen.size);
+    if across > line_size * PARAGRAPH_GAP {
         return if along < 0.0 {
             Break::Paragraph
         } else {
             Break::Line
         };
     }
-    if across > size * LINE_GAP {
-        return if along < 0.0 { Break::Line } else { Break::Space };
+    if across > line_size * LINE_GAP {
+        return if along < 0.0 {
+            Break::Line
+        } else {
+            Break::Space
+        };
     }
-    if along > size * WORD_GAP {
+    if along > size * WORD_GAP || along < -size * BACK_GAP {
         return Break::Space;
     }
-    let resized = size > pen.size * SCRIPT_SIZE_RATIO || pen.size > size * SCRIPT_SIZE_RATIO;
-    if resized && across > size.min(pen.size) * SCRIPT_SHIFT && !(letter && pen.letter) {
+    let out_of_script = size > pen.size * SCRIPT_SIZE_RATIO;
+    if out_of_script && across > pen.size * SCRIPT_SHIFT && !(letter && pen.letter) {
         return Break::Space;
     }
     Break::None
@@ -208,16 +224,17 @@ pub(super) fn push_expanded(out: &mut String, text: &str) {
     }
 }
 
-/// The length of `line` without its trailing hyphen when it ends with a letter and a hyphen.
+/// The length of `line` without its trailing hyphen when it ends with a word and a hyphen (not a lone
+/// hyphen, not `--`).
 fn hyphen_stem(line: &str) -> Option<usize> {
     let stem = line.trim_end().strip_suffix('-')?;
     stem.chars()
         .next_back()
-        .is_some_and(char::is_alphabetic)
+        .is_some_and(|c| !c.is_whitespace() && c != '-')
         .then_some(stem.len())
 }
 
-/// Joins words hyphenated at line ends: a line ending with a letter and `-` followed by a line starting
+/// Joins words hyphenated at line ends: a line ending with a word and `-` followed by a line starting
 /// with a lowercase letter loses the hyphen and takes the first word of the next line (a next line with
 /// nothing else left is dropped). Hyphens inside a line stay. `None` when nothing changes.
 pub(super) fn dehyphenate(text: &str) -> Option<String> {
