@@ -98,7 +98,13 @@ fn pdftotext(path: &Path) -> std::io::Result<(String, Duration)> {
 }
 
 /// Runs the benchmark over every file under `corpus` dirs. OCR is off so PDF numbers compare text layers.
-pub fn run(corpus: &[PathBuf]) -> anyhow::Result<ExtractReport> {
+///
+/// With `dump`, each PDF's text is written there as `NAME.docpipe.txt` and `NAME.pdftotext.txt`, and
+/// the per-file word F1 (lowest first) as `f1.tsv`.
+pub fn run(corpus: &[PathBuf], dump: Option<&Path>) -> anyhow::Result<ExtractReport> {
+    if let Some(dir) = dump {
+        std::fs::create_dir_all(dir)?;
+    }
     let pipelines = Pipelines::load(None)?;
     let mut report = ExtractReport {
         corpus: corpus.iter().map(|p| p.display().to_string()).collect(),
@@ -158,6 +164,10 @@ pub fn run(corpus: &[PathBuf]) -> anyhow::Result<ExtractReport> {
             common += c;
             ours_total += o;
             theirs_total += t;
+            if let Some(dir) = dump {
+                std::fs::write(dir.join(format!("{name}.docpipe.txt")), &ours)?;
+                std::fs::write(dir.join(format!("{name}.pdftotext.txt")), &theirs)?;
+            }
             f1s.push((f1(c, o, t), name));
             cmp.files += 1;
             cmp.pages += pages;
@@ -184,6 +194,15 @@ pub fn run(corpus: &[PathBuf]) -> anyhow::Result<ExtractReport> {
     if let Some((f, name)) = f1s.iter().min_by(|a, b| a.0.total_cmp(&b.0)) {
         cmp.word_f1_min = *f;
         cmp.word_f1_min_file.clone_from(name);
+    }
+    if let Some(dir) = dump {
+        let mut sorted: Vec<&(f64, String)> = f1s.iter().collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let tsv: String = sorted
+            .iter()
+            .map(|(f, n)| format!("{f:.4}\t{n}\n"))
+            .collect();
+        std::fs::write(dir.join("f1.tsv"), tsv)?;
     }
     cmp.files_below_0_98 = f1s
         .iter()

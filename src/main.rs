@@ -56,6 +56,9 @@ enum BenchCommand {
         /// Write the JSON report here.
         #[arg(long)]
         out: PathBuf,
+        /// Also write each PDF's text (ours and pdftotext's) and its word F1 into this folder.
+        #[arg(long)]
+        dump: Option<PathBuf>,
         /// Folders of files to extract.
         #[arg(required = true)]
         corpus: Vec<PathBuf>,
@@ -112,10 +115,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
-            which: BenchCommand::Extract { out, corpus },
+            which: BenchCommand::Extract { out, dump, corpus },
         } => {
             let report =
-                tokio::task::spawn_blocking(move || docpipe::bench::run(&corpus)).await??;
+                tokio::task::spawn_blocking(move || docpipe::bench::run(&corpus, dump.as_deref()))
+                    .await??;
             let json = serde_json::to_string_pretty(&report)?;
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir)?;

@@ -413,3 +413,120 @@ fn bench_against_pdftotext() {
         all_pages as f64 / all_theirs
     );
 }
+
+#[test]
+fn ligatures_are_expanded() {
+    let mut out = String::new();
+    for piece in [
+        "\u{FB01}rst ",
+        "di\u{FB00}er ",
+        "\u{FB02}y \u{FB03} \u{FB04} \u{FB05}\u{FB06}",
+    ] {
+        text::push_expanded(&mut out, piece);
+    }
+    assert_eq!(out, "first differ fly ffi ffl stst");
+    // Other compatibility characters are left alone (no NFKC).
+    let mut out = String::new();
+    text::push_expanded(&mut out, "x\u{00B2} \u{2126} \u{FB13}");
+    assert_eq!(out, "x\u{00B2} \u{2126} \u{FB13}");
+}
+
+#[test]
+fn hyphenated_line_ends_are_joined() {
+    let join = |s: &str| text::dehyphenate(s).unwrap_or_else(|| s.to_owned());
+    assert_eq!(
+        join("the table pre-\nsented here\nnext line"),
+        "the table presented\nhere\nnext line"
+    );
+    // The next line holding only the rest of the word is merged, not left blank.
+    assert_eq!(join("a pre-\nsented\nb"), "a presented\nb");
+    assert_eq!(join("a pre- \n  sented b"), "a presented\nb");
+    assert_eq!(join("\\exp_-\nnot:n"), "\\exp_not:n");
+    // Hyphens inside a line, before a capital or a digit, dashes and lone hyphens stay.
+    for kept in [
+        "a one-off deal",
+        "see X-\nRay",
+        "pages 1-\n12",
+        "a --\nb",
+        "list\n-\nitem",
+        "para-\n\nnext",
+    ] {
+        assert_eq!(join(kept), kept);
+        assert!(text::dehyphenate("no hyphen\nhere").is_none());
+    }
+}
+
+#[test]
+fn spacing_between_glyphs() {
+    use text::{Break, Pen, break_before};
+    let pen = |end, size, letter| Pen {
+        end,
+        dir: (1.0, 0.0),
+        size,
+        letter,
+    };
+    let right = (1.0, 0.0);
+    let p = pen((100.0, 500.0), 10.0, true);
+    // Touching glyphs, a word gap, a small overlap (kerning, accents).
+    assert_eq!(
+        break_before(&p, (100.2, 500.0), right, 10.0, true),
+        Break::None
+    );
+    assert_eq!(
+        break_before(&p, (102.5, 500.0), right, 10.0, true),
+        Break::Space
+    );
+    assert_eq!(
+        break_before(&p, (96.0, 500.0), right, 10.0, true),
+        Break::None
+    );
+    // Far back on the same baseline (a margin line number), next line, next paragraph.
+    assert_eq!(
+        break_before(&p, (20.0, 500.0), right, 10.0, true),
+        Break::Space
+    );
+    assert_eq!(
+        break_before(&p, (20.0, 488.0), right, 10.0, true),
+        Break::Line
+    );
+    assert_eq!(
+        break_before(&p, (20.0, 470.0), right, 10.0, true),
+        Break::Paragraph
+    );
+    // Out of a raised footnote mark into text; into a superscript (x², mc²) stays one word; a raised
+    // letter inside a word (the A of the LaTeX logo) too.
+    let mark = pen((100.0, 504.0), 7.0, false);
+    assert_eq!(
+        break_before(&mark, (100.0, 500.0), right, 10.0, true),
+        Break::Space
+    );
+    assert_eq!(
+        break_before(&p, (100.0, 504.0), right, 7.0, false),
+        Break::None
+    );
+    let raised_a = pen((100.0, 502.0), 7.0, true);
+    assert_eq!(
+        break_before(&raised_a, (100.0, 500.0), right, 10.0, true),
+        Break::None
+    );
+    // Text rotated by 90 degrees reads along its own direction; a change of direction breaks the line.
+    let up = (0.0, 1.0);
+    let r = Pen {
+        end: (300.0, 100.0),
+        dir: up,
+        size: 10.0,
+        letter: true,
+    };
+    assert_eq!(
+        break_before(&r, (300.0, 100.2), up, 10.0, true),
+        Break::None
+    );
+    assert_eq!(
+        break_before(&r, (300.0, 103.0), up, 10.0, true),
+        Break::Space
+    );
+    assert_eq!(
+        break_before(&r, (300.0, 103.0), right, 10.0, true),
+        Break::Line
+    );
+}
