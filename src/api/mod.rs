@@ -1,10 +1,12 @@
 //! HTTP only: routes, wire types, error mapping and the edge middleware. Handlers parse the request, call
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
+mod embeddings;
 pub mod error;
 mod files;
 pub mod middleware;
 mod openai_files;
+mod search;
 mod system;
 pub mod types;
 
@@ -22,6 +24,8 @@ pub const TENANT: &str = "default";
 pub enum ApiTags {
     /// Upload files and read what was extracted from them.
     Files,
+    /// Keyword, vector and hybrid search over uploaded files.
+    Search,
     /// OpenAI-compatible endpoints.
     #[oai(rename = "OpenAI")]
     OpenAi,
@@ -31,6 +35,8 @@ pub enum ApiTags {
 
 type Apis = (
     files::FilesApi,
+    search::SearchApi,
+    embeddings::EmbeddingsApi,
     openai_files::OpenAiFilesApi,
     system::SystemApi,
 );
@@ -38,6 +44,8 @@ type Apis = (
 fn service(app: &App) -> OpenApiService<Apis, ()> {
     let apis = (
         files::FilesApi { app: app.clone() },
+        search::SearchApi { app: app.clone() },
+        embeddings::EmbeddingsApi { app: app.clone() },
         openai_files::OpenAiFilesApi { app: app.clone() },
         system::SystemApi { app: app.clone() },
     );

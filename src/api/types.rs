@@ -309,3 +309,66 @@ pub struct DeletedFile {
     /// Always true.
     pub deleted: bool,
 }
+
+/// One chunk of a file.
+#[derive(Debug, Clone, Object)]
+pub struct ChunkDto {
+    /// The chunk's id in search results (`<file id>#<ordinal>`).
+    pub chunk_id: String,
+    /// Position in the file (0-based).
+    pub ordinal: u32,
+    /// The text (including the overlap with the previous chunk and, for sheets, the repeated header row).
+    pub text: String,
+    /// Merged location of the chunk's segments, tagged by `type` (`pages`, `slides`, `cells`, `section`,
+    /// `lines`, `time`, `image`).
+    pub location: serde_json::Value,
+    /// Tokens in the embedding model's tokenizer (including [CLS]/[SEP]).
+    pub token_count: u32,
+}
+
+/// A page of chunks.
+#[derive(Debug, Clone, Object)]
+pub struct ChunkList {
+    /// The file.
+    pub file_id: String,
+    /// The chunks, in order.
+    pub data: Vec<ChunkDto>,
+    /// Chunks of the file in all.
+    pub total: u64,
+    /// The page size used.
+    pub limit: u32,
+    /// The offset used.
+    pub offset: u32,
+    /// True when more chunks follow.
+    pub has_more: bool,
+}
+
+impl ChunkList {
+    /// Builds a page.
+    pub fn new(
+        file_id: &str,
+        chunks: Vec<crate::store::StoredChunk>,
+        total: u64,
+        limit: u32,
+        offset: u32,
+    ) -> ChunkList {
+        let n = chunks.len() as u64;
+        ChunkList {
+            file_id: file_id.to_owned(),
+            data: chunks
+                .into_iter()
+                .map(|c| ChunkDto {
+                    chunk_id: crate::store::chunk_id(file_id, c.ordinal),
+                    ordinal: c.ordinal,
+                    text: c.text,
+                    location: c.location,
+                    token_count: c.token_count,
+                })
+                .collect(),
+            total,
+            limit,
+            offset,
+            has_more: u64::from(offset) + n < total,
+        }
+    }
+}

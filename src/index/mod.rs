@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod filter;
 pub mod fusion;
+pub mod service;
 pub mod synthetic;
 pub mod text;
 mod tokenize;

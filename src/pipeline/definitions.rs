@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::chunk::ChunkConfig;
 use crate::extract::{Limits, OcrMode};
 use crate::types::Category;
 
@@ -27,6 +28,10 @@ pub enum Step {
     Extract,
     /// OCR images and text-less pages (PDF and image pipelines only).
     Ocr,
+    /// Split the text into token-bounded chunks along its structure.
+    Chunk,
+    /// Embed the chunks and index them (BM25 and vectors).
+    Embed,
 }
 
 /// One category's pipeline.
@@ -42,6 +47,16 @@ pub struct PipelineDef {
     /// Limits and settings of the steps.
     #[serde(default)]
     pub limits: Limits,
+    /// Chunk sizes (`[chunking]`, used by the `chunk` step).
+    #[serde(default)]
+    pub chunking: ChunkConfig,
+}
+
+impl PipelineDef {
+    /// True when files of this pipeline are chunked, embedded and indexed.
+    pub fn indexes(&self) -> bool {
+        self.steps.contains(&Step::Embed)
+    }
 }
 
 /// Every category's pipeline.
@@ -158,6 +173,13 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineDef, DefinitionError> {
             "ocr_language must be Tesseract language codes such as `eng` or `eng+deu`".into(),
         ));
     }
+    let has = |step| def.steps.contains(&step);
+    if has(Step::Embed) && !has(Step::Chunk) {
+        return Err(fail("the `embed` step needs the `chunk` step".into()));
+    }
+    def.chunking
+        .validate()
+        .map_err(|e| fail(format!("[chunking]: {e}")))?;
     // Without the ocr step, OCR is off whatever the limits say.
     if !ocr_step {
         def.limits.ocr = OcrMode::Off;

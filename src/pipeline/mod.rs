@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub use definitions::{PipelineDef, Pipelines};
 pub use upload::{RETRY_AFTER_SECS, UploadError, UploadRequest};
 
-use crate::store::{FileFilter, Store, StoreError};
+use crate::index::service::SearchService;
+use crate::store::{FileFilter, Store, StoreError, StoredChunk};
 use crate::types::{Document, FileError, FileRecord, FileStatus, Progress};
 
 /// Bytes read from an upload body at a time.
@@ -79,6 +80,7 @@ pub enum FileOpError {
 
 struct Shared {
     store: Store,
+    search: SearchService,
     pipelines: Pipelines,
     config: IngestConfig,
     events: broadcast::Sender<FileEvent>,
@@ -94,11 +96,17 @@ pub struct Ingest {
 
 impl Ingest {
     /// Creates the service; call [`start`](Self::start) to run the workers.
-    pub fn new(store: Store, pipelines: Pipelines, config: IngestConfig) -> Ingest {
+    pub fn new(
+        store: Store,
+        search: SearchService,
+        pipelines: Pipelines,
+        config: IngestConfig,
+    ) -> Ingest {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Ingest {
             shared: Arc::new(Shared {
                 store,
+                search,
                 pipelines,
                 config,
                 events,
@@ -188,6 +196,30 @@ impl Ingest {
         Ok((file, doc))
     }
 
+    /// A page of a ready file's chunks and their total count.
+    pub async fn chunks(
+        &self,
+        tenant: &str,
+        id: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(FileRecord, Vec<StoredChunk>, u64), FileOpError> {
+        let file = self.file(tenant, id).await?;
+        if file.status != FileStatus::Ready {
+            return Err(FileOpError::NotReady {
+                id: id.to_owned(),
+                status: file.status.as_str(),
+            });
+        }
+        let (chunks, total) = self
+            .shared
+            .store
+            .chunks_of_file(tenant, id, limit, offset)
+            .await?
+            .ok_or_else(|| FileOpError::NotFound(id.to_owned()))?;
+        Ok((file, chunks, total))
+    }
+
     /// The original bytes of a file.
     pub async fn content(
         &self,
@@ -205,13 +237,26 @@ impl Ingest {
         Ok((file, bytes))
     }
 
-    /// Deletes a file and, when no other file shares them, its blob and extraction.
+    /// Deletes a file, its chunks from both indexes and, when no other file shares them, its blob,
+    /// extraction and chunks.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<FileRecord, FileOpError> {
-        self.shared
+        let file = self
+            .shared
             .store
             .delete_file(tenant, id)
             .await?
-            .ok_or_else(|| FileOpError::NotFound(id.to_owned()))
+            .ok_or_else(|| FileOpError::NotFound(id.to_owned()))?;
+        // The record is gone first, so a failure here leaves only index entries that the start-up
+        // consistency check removes.
+        if let Err(e) = self.shared.search.remove_file(tenant, id).await {
+            tracing::error!(file_id = id, error = %e, "cannot remove the file from the indexes");
+        }
+        Ok(file)
+    }
+
+    /// The search service.
+    pub fn search(&self) -> &SearchService {
+        &self.shared.search
     }
 
     /// Waits until the file is ready or failed, or `timeout` passes; returns its latest record.
@@ -250,5 +295,14 @@ impl Shared {
     fn publish(&self, file: &FileRecord) {
         // No subscribers is fine.
         let _ = self.events.send(FileEvent::of(file));
+    }
+
+    /// Records and publishes a processing file's progress.
+    async fn report(&self, file: &FileRecord, progress: Progress) {
+        if self.store.set_progress(&file.id, &progress).await.is_ok() {
+            let mut updated = file.clone();
+            updated.progress = progress;
+            self.publish(&updated);
+        }
     }
 }

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::Shared;
+use crate::chunk;
 use crate::extract::{self, Context, ExtractError, Format, Input};
-use crate::store::doc_key;
+use crate::index::service::EMBED_BATCH;
+use crate::models::embed::MODEL_NAME;
+use crate::store::{StoredChunk, doc_key};
 use crate::types::{Document, FileError, FileRecord, Progress};
 
 /// Stack of an extraction thread: generous, so deep (but bounded) recursion in a parser is safe.
@@ -51,42 +54,132 @@ pub(super) async fn run(shared: Arc<Shared>, n: usize) {
 
 #[tracing::instrument(skip_all, fields(file_id = %file.id, format = %file.format))]
 async fn process(shared: &Shared, file: FileRecord) {
-    let key = doc_key(&file.sha256, &file.format);
-    let outcome = extract_file(shared, &file, &key).await;
+    let outcome = ingest(shared, &file).await;
     let stored = match &outcome {
-        Ok(doc) => shared.store.finish_ready(&file.id, &key, doc).await,
+        Ok(()) => shared.store.mark_ready(&file.id).await,
         Err(error) => shared.store.mark_failed(&file.id, error).await,
     };
     if let Err(e) = stored {
-        tracing::error!(error = %e, "cannot store the extraction result; the file stays queued for a retry");
+        tracing::error!(error = %e, "cannot record the outcome; the file is processed again at next start");
         return;
     }
     match &outcome {
-        Ok(doc) => tracing::info!(segments = doc.segments.len(), "file ready"),
+        Ok(()) => tracing::info!("file ready"),
         Err(e) => tracing::warn!(code = %e.code, reason = %e.message, "file failed"),
     }
-    // Publish the new state of this file and of any duplicate that was completed with it.
-    let ids = shared
-        .store
-        .files_with_doc(&key)
-        .await
-        .unwrap_or_else(|_| vec![file.id.clone()]);
-    for id in ids {
-        if let Ok(Some(f)) = shared.store.file(&file.tenant, &id).await {
-            shared.publish(&f);
-        }
+    if let Ok(Some(f)) = shared.store.file(&file.tenant, &file.id).await {
+        shared.publish(&f);
     }
 }
 
-async fn extract_file(
-    shared: &Shared,
-    file: &FileRecord,
-    key: &str,
-) -> Result<Document, FileError> {
-    let internal = |what: &str, e: &dyn std::fmt::Display| FileError {
+/// Extract (unless this content was extracted before), chunk and embed (unless the stored chunks were made
+/// by the current model), then index under this file. Each stage's result is stored before the next, so a
+/// file interrupted by a crash resumes where it stopped.
+async fn ingest(shared: &Shared, file: &FileRecord) -> Result<(), FileError> {
+    let key = doc_key(&file.sha256, &file.format);
+    let def = shared.pipelines.get(file.category);
+    let stored_doc = shared
+        .store
+        .has_document(&key)
+        .await
+        .map_err(|e| internal("cannot read the store", &e))?;
+    let fresh = if stored_doc {
+        None
+    } else {
+        let doc = extract_file(shared, file).await?;
+        shared
+            .store
+            .save_document(&key, &doc)
+            .await
+            .map_err(|e| internal("cannot store the extraction", &e))?;
+        Some(doc)
+    };
+    if !def.indexes() {
+        return Ok(());
+    }
+    let search = &shared.search;
+    let model = shared
+        .store
+        .chunks_model(&key)
+        .await
+        .map_err(|e| internal("cannot read the store", &e))?;
+    let chunks = if model.as_deref() == Some(MODEL_NAME) {
+        shared
+            .store
+            .chunks_of_doc(&key)
+            .await
+            .map_err(|e| internal("cannot read chunks", &e))?
+    } else {
+        let doc = match fresh {
+            Some(doc) => doc,
+            None => shared
+                .store
+                .document(&file.tenant, &file.id)
+                .await
+                .map_err(|e| internal("cannot read the extraction", &e))?
+                .unwrap_or_default(),
+        };
+        let cfg = def.chunking;
+        let counter = search.embedder().token_counter();
+        let chunks = tokio::task::spawn_blocking(move || {
+            chunk::chunk_document(&doc, &cfg, &|t| counter.count(t))
+        })
+        .await
+        .map_err(|e| internal("chunking failed", &e))?
+        .map_err(|e| internal("chunking failed", &e))?;
+        let total = chunks.len() as u64;
+        let mut vectors = Vec::with_capacity(chunks.len());
+        let mut last = tokio::time::Instant::now();
+        for batch in chunks.chunks(EMBED_BATCH) {
+            let texts = batch.iter().map(|c| c.text.clone()).collect();
+            vectors.extend(
+                search
+                    .embed_waiting(texts)
+                    .await
+                    .map_err(|e| internal("embedding failed", &e))?,
+            );
+            if last.elapsed() >= PROGRESS_INTERVAL || vectors.len() == chunks.len() {
+                last = tokio::time::Instant::now();
+                let progress = Progress {
+                    done: vectors.len() as u64,
+                    total,
+                    unit: "chunks".to_owned(),
+                };
+                shared.report(file, progress).await;
+            }
+        }
+        let stored: Vec<StoredChunk> = chunks
+            .into_iter()
+            .zip(vectors)
+            .map(|(c, embedding)| StoredChunk {
+                ordinal: c.ordinal,
+                text: c.text,
+                location: serde_json::to_value(&c.location).unwrap_or_default(),
+                token_count: c.token_count,
+                embedding,
+            })
+            .collect();
+        shared
+            .store
+            .save_chunks(&key, &stored, MODEL_NAME)
+            .await
+            .map_err(|e| internal("cannot store chunks", &e))?;
+        stored
+    };
+    search
+        .index_file(file, chunks)
+        .await
+        .map_err(|e| internal("indexing failed", &e))
+}
+
+fn internal(what: &str, e: &dyn std::fmt::Display) -> FileError {
+    FileError {
         code: "internal_error".into(),
         message: format!("{what}: {e}"),
-    };
+    }
+}
+
+async fn extract_file(shared: &Shared, file: &FileRecord) -> Result<Document, FileError> {
     match shared.store.attempts(&file.id).await {
         Ok(n) if n > MAX_ATTEMPTS => {
             return Err(FileError {
@@ -98,10 +191,6 @@ async fn extract_file(
         }
         Ok(_) => {}
         Err(e) => return Err(internal("cannot read the attempt count", &e)),
-    }
-    if let Ok(true) = shared.store.has_document(key).await {
-        // Identical content finished while this file waited: reuse it (finish_ready keeps the stored copy).
-        return Ok(Document::default());
     }
     let format = Format::parse(&file.format).ok_or_else(|| FileError {
         code: "unsupported_file_type".into(),
@@ -169,11 +258,7 @@ async fn extract_file(
                 if last_write.elapsed() >= PROGRESS_INTERVAL {
                     last_write = tokio::time::Instant::now();
                     let progress = progress_rx.borrow_and_update().clone();
-                    if shared.store.set_progress(&file.id, &progress).await.is_ok() {
-                        let mut updated = file.clone();
-                        updated.progress = progress;
-                        shared.publish(&updated);
-                    }
+                    shared.report(file, progress).await;
                 }
             }
             () = tokio::time::sleep_until(hard_deadline) => {

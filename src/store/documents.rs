@@ -15,14 +15,8 @@ pub fn doc_key(sha256: &str, format: &str) -> String {
 }
 
 impl Store {
-    /// Stores a document and marks the file ready, in one transaction: either both happen or neither.
-    /// Every other file queued with the same content is marked ready (deduplicated) as well.
-    pub async fn finish_ready(
-        &self,
-        file_id: &str,
-        doc_key: &str,
-        doc: &Document,
-    ) -> Result<(), StoreError> {
+    /// Stores a document (once per content: storing the same key again keeps the first).
+    pub async fn save_document(&self, doc_key: &str, doc: &Document) -> Result<(), StoreError> {
         let now = now_ms();
         let metadata =
             serde_json::to_string(&doc.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -54,28 +48,11 @@ impl Store {
                     .await?;
             }
         }
-        sqlx::query(
-            "UPDATE files SET status = 'ready', error_code = NULL, error_message = NULL, updated_at = ?1, \
-             progress_done = MAX(progress_done, progress_total) WHERE id = ?2",
-        )
-        .bind(now)
-        .bind(file_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE files SET status = 'ready', deduplicated = 1, updated_at = ?1 \
-             WHERE doc_key = ?2 AND id != ?3 AND status = 'queued'",
-        )
-        .bind(now)
-        .bind(doc_key)
-        .bind(file_id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The ids of files that were just completed by [`finish_ready`](Self::finish_ready) through dedupe.
+    /// The ids of every file with this content.
     pub async fn files_with_doc(&self, doc_key: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT id FROM files WHERE doc_key = ?")
             .bind(doc_key)

@@ -77,8 +77,8 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Inserts a file record. When the content was already extracted (`doc_key` has an extraction) the file
-    /// is born `ready` and marked deduplicated; otherwise it is `queued`.
+    /// Inserts a `queued` file record. When the content was already extracted (`doc_key` has an extraction)
+    /// the file is marked deduplicated: a worker then only indexes the stored chunks under the new file.
     pub async fn insert_file(&self, new: &NewFile<'_>) -> Result<FileRecord, StoreError> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
@@ -87,11 +87,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .is_some();
-        let status = if extracted {
-            FileStatus::Ready
-        } else {
-            FileStatus::Queued
-        };
+        let status = FileStatus::Queued;
         sqlx::query(
             "INSERT INTO files (id, tenant, filename, content_type, format, category, size, sha256, doc_key, purpose, \
              status, deduplicated, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -128,6 +124,27 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(record).transpose()
+    }
+
+    /// A file whatever its tenant: for maintenance (index repair), never for requests.
+    pub async fn file_any_tenant(&self, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM files WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Every ready file (all tenants), oldest first: for rebuilding indexes.
+    pub async fn ready_files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM files WHERE status = 'ready' ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
     }
 
     /// A page of a tenant's files, newest first, and the total matching the filter.

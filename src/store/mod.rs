@@ -6,6 +6,7 @@
 //! acknowledged upload has its bytes on disk. Blobs left without a record by a crash are removed at start.
 
 mod blobs;
+mod chunks;
 mod documents;
 pub use documents::doc_key;
 mod files;
@@ -18,6 +19,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use blobs::{BlobStore, StagedBlob};
+pub use chunks::{FileChunk, StoredChunk, chunk_id, parse_chunk_id};
 pub use files::{FileFilter, NewFile};
 
 /// How long a writer waits for SQLite's lock before failing.

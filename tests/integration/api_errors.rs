@@ -235,34 +235,37 @@ async fn malformed_requests_and_unknown_ids_use_the_error_shape() {
 }
 
 #[tokio::test]
-async fn large_json_bodies_are_refused() {
+async fn large_bodies_are_refused_before_they_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = Server::start().await;
-    let resp = server
-        .http
-        .post(server.url("/v1/files"))
-        .header("content-type", "application/json")
-        .body(vec![b' '; 2 * 1024 * 1024])
-        .send()
+    // Only the headers are sent: the 413 must come from the declared length alone.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
         .await
-        .expect("send");
-    let (status, body) = json_of(resp).await;
-    // /v1/files is an upload route, so the file limit applies; a 2 MiB non-multipart body is a bad request.
-    assert_eq!(status.as_u16(), 400, "{body}");
-    let resp = server
-        .http
-        .delete(server.url("/api/v1/files/x"))
-        .body(vec![b'x'; 2 * 1024 * 1024])
-        .send()
-        .await
-        .expect("send");
-    let (status, body) = json_of(resp).await;
+        .expect("connect");
+    let head = format!(
+        "DELETE /api/v1/files/x HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tcp.read_to_end(&mut raw),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body.trim()).expect("json body");
     assert_error(
-        status,
-        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &json,
         413,
         "body_too_large",
         "invalid_request_error",
         None,
         "1048576 bytes",
     );
+    let (status, _) = server.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
 }

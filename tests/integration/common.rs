@@ -72,6 +72,18 @@ impl Server {
         self.wait_healthy().await;
     }
 
+    /// Stops the process (SIGKILL) without starting it again.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again on the same data directory after [`stop`](Self::stop).
+    pub async fn start_again(&mut self) {
+        self.child = spawn(&self.data_dir, self.port, &self.env);
+        self.wait_healthy().await;
+    }
+
     async fn wait_healthy(&self) {
         let start = Instant::now();
         loop {

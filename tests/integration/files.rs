@@ -121,12 +121,8 @@ async fn identical_content_is_stored_and_extracted_once() {
     let first = server.upload_and_wait("a.png", bytes.clone()).await;
     assert_eq!(first["status"], "ready", "{first}");
     assert_eq!(first["deduplicated"], false);
-    let (status, second) = server.upload("copy.png", bytes.clone()).await;
-    assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(
-        second["status"], "ready",
-        "a duplicate is ready at once: {second}"
-    );
+    let second = server.upload_and_wait("copy.png", bytes.clone()).await;
+    assert_eq!(second["status"], "ready", "{second}");
     assert_eq!(second["deduplicated"], true);
     assert_eq!(second["sha256"], first["sha256"]);
     assert_ne!(second["id"], first["id"]);

@@ -4,7 +4,9 @@
 mod api_errors;
 mod common;
 mod crafted;
+mod embeddings;
 mod files;
 mod fixtures;
 mod openapi;
 mod restart;
+mod search;
