@@ -257,6 +257,7 @@ impl EmbeddingsApi {
     ///
     /// Every model this server runs, with its kind and context window.
     #[oai(path = "/v1/models", method = "get")]
+    #[expect(clippy::unused_async, reason = "poem-openapi handlers are async")]
     async fn models(&self) -> Json<ModelList> {
         Json(ModelList {
             object: "list".into(),
@@ -266,6 +267,7 @@ impl EmbeddingsApi {
 
     /// Get a model
     #[oai(path = "/v1/models/:model", method = "get")]
+    #[expect(clippy::unused_async, reason = "poem-openapi handlers are async")]
     async fn model(&self, model: Path<String>) -> Result<Json<ModelObject>, ApiError> {
         self.app
             .model_list()
