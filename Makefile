@@ -8,8 +8,8 @@ BIN := $(CARGO_TARGET_DIR)/release/docpipe
 # Debian packages needed to build (bindgen, cmake for whisper.cpp) and run (OCR, PDF rendering).
 APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tesseract-ocr-eng \
 	libtesseract-dev libleptonica-dev poppler-utils python3 python3-pip ca-certificates
-# Used by the test suite only: promtool and the media tools some tests use to build inputs.
-APT_TEST_PACKAGES := prometheus sox python3-venv
+# Used by the test suite only: venv for the official OpenAI client.
+APT_TEST_PACKAGES := python3-venv
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
 

@@ -23,7 +23,15 @@ for name, s in sorted(r["formats"].items()):
     print(f"  {name:>10}: {s['files']} files, {s['mb_per_s']:.1f} MB/s{pps}")
 PY
 
-# Peak RSS of the server while it ingests the corpus.
+# Embedding throughput (~20-word sentences, batch 32/256, 1/2 threads).
+"$BIN" bench embed --out "$OUT/embed.json" > /dev/null
+python3 - "$OUT/embed.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    print(f"embed batch {r['max_batch']:>3} threads {r['threads']}: {r['sentences_per_sec']:.0f} sentences/s")
+PY
+
+# Peak RSS of the server while it ingests the corpus (extraction, chunking, embedding, indexing).
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
@@ -43,3 +51,7 @@ json.dump(r, open(out, "w"), indent=2)
 print(f"ingestion of the PDF corpus: {summary}; {r['wall_seconds']:.1f} s; server peak RSS {r['peak_rss_mib']:.0f} MiB")
 PY
 rm -f "$data.ingest"
+
+# Retrieval quality (nDCG@10, recall@10) of bm25, vector and hybrid on questions over real manuals,
+# against the same server (bench/retrieval/README.md).
+python3 bench/retrieval/run.py --server "http://127.0.0.1:$port" --corpus "$corpus" --out "$OUT/retrieval.json" | tail -n 25

@@ -57,6 +57,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Embedding throughput (sentences/s of ~20-word sentences) at batch 32 and 256 with 1 and 2 threads.
+    Embed {
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory holding the model files.
+        #[arg(long, env = "DOCPIPE_MODELS_DIR", default_value = "./models")]
+        models_dir: PathBuf,
+        /// Sentences per round.
+        #[arg(long, default_value_t = 512)]
+        sentences: usize,
+    },
     /// Extraction throughput per format, and PDF speed and word F1 against pdftotext in the same run.
     Extract {
         /// Write the JSON report here.
@@ -127,17 +139,28 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            which:
+                BenchCommand::Embed {
+                    out,
+                    models_dir,
+                    sentences,
+                },
+        } => {
+            let dir = models_dir.join(docpipe::models::embed::MODEL_DIR_NAME);
+            let results = tokio::task::spawn_blocking(move || {
+                docpipe::models::embed::bench_throughput(&dir, sentences, &[32, 256], &[1, 2], 3)
+            })
+            .await??;
+            write_report(&out, &results)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             which: BenchCommand::Extract { out, dump, corpus },
         } => {
             let report =
                 tokio::task::spawn_blocking(move || docpipe::bench::run(&corpus, dump.as_deref()))
                     .await??;
-            let json = serde_json::to_string_pretty(&report)?;
-            if let Some(dir) = out.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(&out, &json).with_context(|| format!("writing {}", out.display()))?;
-            println!("{json}");
+            write_report(&out, &report)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { server, paths } => {
@@ -168,6 +191,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Writes a benchmark report as pretty JSON (creating its folder) and prints it.
+fn write_report(out: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, &json).with_context(|| format!("writing {}", out.display()))?;
+    println!("{json}");
+    Ok(())
 }
 
 /// The OpenAPI document, built from a throw-away app (the spec does not depend on any state).
