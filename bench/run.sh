@@ -31,24 +31,39 @@ for r in json.load(open(sys.argv[1])):
     print(f"embed batch {r['max_batch']:>3} threads {r['threads']}: {r['sentences_per_sec']:.0f} sentences/s")
 PY
 
-# Peak RSS of the server while it ingests the corpus (extraction, chunking, embedding, indexing).
+# Peak RSS of the server and chunks/s end to end (extract, chunk, embed, index) while it ingests a slice of
+# the corpus: the first $INGEST_FILES PDFs by name (embedding all 6,000+ pages takes about half an hour here).
+INGEST_FILES=${INGEST_FILES:-30}
+slice=$(mktemp -d)
+ls "$corpus"/*.pdf | head -n "$INGEST_FILES" | xargs -I{} cp {} "$slice/"
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.log" "$slice"' EXIT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 start=$(date +%s.%N)
-"$BIN" ingest --server "http://127.0.0.1:$port" "$corpus" > "$data.ingest" || true
+"$BIN" ingest --server "http://127.0.0.1:$port" "$slice" > "$data.ingest" || true
 end=$(date +%s.%N)
 hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 summary=$(tail -n +1 "$data.ingest" | grep -m1 'files:' || true)
-python3 - "$OUT/ingest.json" "$hwm_kb" "$start" "$end" "$summary" <<'PY'
+pages=$(for f in "$slice"/*.pdf; do pdfinfo "$f" 2>/dev/null | awk '/^Pages:/ {print $2}'; done | paste -sd+ | bc)
+chunks=$(python3 - "http://127.0.0.1:$port" <<'PY'
+import json, sys, urllib.request
+base = sys.argv[1]
+files = json.load(urllib.request.urlopen(base + "/api/v1/files?limit=500"))["data"]
+print(sum(json.load(urllib.request.urlopen(base + "/api/v1/files/" + f["id"] + "/chunks?limit=1"))["total"] for f in files))
+PY
+)
+python3 - "$OUT/ingest.json" "$hwm_kb" "$start" "$end" "$summary" "$pages" "$chunks" <<'PY'
 import json, sys
-out, hwm, start, end, summary = sys.argv[1:]
-r = {"peak_rss_mib": int(hwm) / 1024, "wall_seconds": float(end) - float(start), "summary": summary}
+out, hwm, start, end, summary, pages, chunks = sys.argv[1:]
+secs = float(end) - float(start)
+r = {"peak_rss_mib": int(hwm) / 1024, "wall_seconds": secs, "summary": summary, "pages": int(pages),
+     "chunks": int(chunks), "chunks_per_s": int(chunks) / secs, "pages_per_s": int(pages) / secs}
 json.dump(r, open(out, "w"), indent=2)
-print(f"ingestion of the PDF corpus: {summary}; {r['wall_seconds']:.1f} s; server peak RSS {r['peak_rss_mib']:.0f} MiB")
+print(f"end-to-end ingestion of {summary} ({pages} pages, {chunks} chunks): {secs:.1f} s, "
+      f"{r['chunks_per_s']:.1f} chunks/s, {r['pages_per_s']:.1f} pages/s; server peak RSS {r['peak_rss_mib']:.0f} MiB")
 PY
 rm -f "$data.ingest"
 

@@ -186,11 +186,7 @@ impl FilesApi {
     #[oai(path = "/api/v1/files/:file_id", method = "delete")]
     async fn delete(&self, file_id: Path<String>) -> Result<Json<DeletedFile>, ApiError> {
         let file = self.app.ingest.delete(TENANT, &file_id.0).await?;
-        Ok(Json(DeletedFile {
-            id: file.id,
-            object: "file".into(),
-            deleted: true,
-        }))
+        Ok(Json(DeletedFile::from(&file)))
     }
 }
 

@@ -310,6 +310,16 @@ pub struct DeletedFile {
     pub deleted: bool,
 }
 
+impl From<&FileRecord> for DeletedFile {
+    fn from(f: &FileRecord) -> DeletedFile {
+        DeletedFile {
+            id: f.id.clone(),
+            object: "file".into(),
+            deleted: true,
+        }
+    }
+}
+
 /// One chunk of a file.
 #[derive(Debug, Clone, Object)]
 pub struct ChunkDto {

@@ -52,14 +52,6 @@ impl Store {
         Ok(())
     }
 
-    /// The ids of every file with this content.
-    pub async fn files_with_doc(&self, doc_key: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT id FROM files WHERE doc_key = ?")
-            .bind(doc_key)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
     /// True when this content has been extracted already.
     pub async fn has_document(&self, doc_key: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query("SELECT 1 FROM extractions WHERE doc_key = ?")

@@ -187,24 +187,6 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
-    /// Counts of files by status (over all tenants), for monitoring.
-    pub async fn count_by_status(&self) -> Result<Vec<(FileStatus, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM files GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::new();
-        for row in rows {
-            let status: String = row.try_get("status")?;
-            if let Some(s) = FileStatus::parse(&status) {
-                out.push((
-                    s,
-                    u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or_default(),
-                ));
-            }
-        }
-        Ok(out)
-    }
-
     /// Atomically takes the oldest queued file and marks it `processing`.
     pub async fn claim_next(&self) -> Result<Option<FileRecord>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
