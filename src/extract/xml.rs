@@ -294,7 +294,23 @@ pub(crate) mod testing {
     use std::time::{Duration, Instant};
 
     use crate::extract::{Context, ExtractError, Extractor, Format, Input, Limits};
-    use crate::types::Document;
+    use crate::types::{Document, Location, Segment};
+
+    /// A `Section` location.
+    pub(crate) fn section(path: &[&str], block: u32) -> Location {
+        Location::Section {
+            heading_path: path.iter().map(|s| (*s).to_owned()).collect(),
+            block,
+        }
+    }
+
+    /// The segment with exactly this text; panics with the document when there is none.
+    pub(crate) fn find<'a>(doc: &'a Document, text: &str) -> &'a Segment {
+        doc.segments
+            .iter()
+            .find(|s| s.text == text)
+            .unwrap_or_else(|| panic!("no segment {text:?} in {:#?}", doc.segments))
+    }
 
     /// Runs `extractor` over `bytes` with `limits` and a generous deadline.
     pub(crate) fn run(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::extract::xml::testing::{noise, run, run_expired, zip_of};
+use crate::extract::xml::testing::{find, noise, run, run_expired, section, zip_of};
 use crate::extract::{Format, Limits};
 
 const GUIDE: &[u8] = include_bytes!("../../../fixtures/office/guide.odt");
@@ -7,20 +7,6 @@ const GUIDE_TEXT: &str = include_str!("../../../fixtures/office/guide.odt.expect
 
 fn extract(bytes: &[u8]) -> Result<Document, ExtractError> {
     run(&OdtExtractor, bytes, Format::Odt, &Limits::default())
-}
-
-fn section(path: &[&str], block: u32) -> Location {
-    Location::Section {
-        heading_path: path.iter().map(|s| (*s).to_owned()).collect(),
-        block,
-    }
-}
-
-fn find<'a>(doc: &'a Document, text: &str) -> &'a Segment {
-    doc.segments
-        .iter()
-        .find(|s| s.text == text)
-        .unwrap_or_else(|| panic!("no segment {text:?} in {:#?}", doc.segments))
 }
 
 /// An ODT holding only this `office:text` body.
