@@ -13,7 +13,7 @@ APT_TEST_PACKAGES := python3-venv
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
 
-.PHONY: run test build deps test-deps models lint openapi bench clean-data
+.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data
 
 run: deps models build
 	DOCPIPE_PORT=$${DOCPIPE_PORT:-8001} DOCPIPE_DATA_DIR=$${DOCPIPE_DATA_DIR:-./data} $(BIN) serve
@@ -59,8 +59,17 @@ openapi: build
 	$(BIN) openapi --output openapi/openapi.json
 
 ## Benchmarks; results as JSON under target/bench/.
-bench: deps test-deps models build
+bench: deps test-deps models build bench-deps
 	bash bench/run.sh
+
+## Peers run beside docpipe in `make bench`, each in its own venv outside the repo (idempotent).
+BENCH_CACHE ?= $(HOME)/.cache/docpipe/bench
+export BENCH_CACHE
+SENTENCE_TRANSFORMERS := sentence-transformers==6.2.0 torch==2.15.0
+bench-deps:
+	@$(BENCH_CACHE)/venv-st/bin/python -c 'import sentence_transformers' 2>/dev/null || { \
+	  python3 -m venv $(BENCH_CACHE)/venv-st && \
+	  $(BENCH_CACHE)/venv-st/bin/pip install -q --disable-pip-version-check $(SENTENCE_TRANSFORMERS); }
 
 clean-data:
 	rm -rf data

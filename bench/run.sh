@@ -23,12 +23,42 @@ for name, s in sorted(r["formats"].items()):
     print(f"  {name:>10}: {s['files']} files, {s['mb_per_s']:.1f} MB/s{pps}")
 PY
 
-# Embedding throughput (~20-word sentences, batch 32/256, 1/2 threads).
-"$BIN" bench embed --out "$OUT/embed.json" > /dev/null
-python3 - "$OUT/embed.json" <<'PY'
+# Embedding throughput (~20-word sentences, batch 32/256, 1/2 threads), and sentence-transformers on the
+# same model files and sentences in the same run (venv from `make bench-deps`), with the ratio.
+BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/docpipe/bench}
+MODELS=${DOCPIPE_MODELS_DIR:-models}
+"$BIN" bench embed --out "$OUT/embed.json" --dump-sentences "$OUT/embed-sentences.txt" > /dev/null
+if [ -x "$BENCH_CACHE/venv-st/bin/python" ]; then
+  "$BENCH_CACHE/venv-st/bin/python" bench/peers/embed_st.py "$MODELS/all-minilm-l6-v2" \
+    "$OUT/embed-sentences.txt" "$OUT/embed_sentence_transformers.json" 2>/dev/null
+fi
+python3 - "$OUT/embed.json" "$OUT/embed_sentence_transformers.json" <<'PY'
+import json, os, sys
+ours = json.load(open(sys.argv[1]))
+peer = {}
+if os.path.exists(sys.argv[2]):
+    peer = {(r["max_batch"], r["threads"]): r["sentences_per_sec"] for r in json.load(open(sys.argv[2]))["results"]}
+for r in ours:
+    p = peer.get((r["max_batch"], r["threads"]))
+    vs = f"; sentence-transformers {p:.0f}/s, ratio {r['sentences_per_sec'] / p:.2f}" if p else ""
+    print(f"embed batch {r['max_batch']:>3} threads {r['threads']}: {r['sentences_per_sec']:.0f} sentences/s{vs}")
+PY
+
+# Search at 100,000 real chunks (corpus text cut into 40-token chunks, embedded once and cached): HNSW recall
+# and latency against exact search by collection size, BM25 and hybrid p50/p99.
+"$BIN" bench search --out "$OUT/search.json" --cache-dir "$BENCH_CACHE/search" --chunk-tokens 40 \
+  --questions bench/retrieval/questions.jsonl "$corpus" > /dev/null
+python3 - "$OUT/search.json" <<'PY'
 import json, sys
-for r in json.load(open(sys.argv[1])):
-    print(f"embed batch {r['max_batch']:>3} threads {r['threads']}: {r['sentences_per_sec']:.0f} sentences/s")
+r = json.load(open(sys.argv[1]))
+print(f"search over {r['chunks']} real chunks ({r['mean_chunk_tokens']:.0f} tokens each, {r['source_files']} files):")
+for v in r["vector_by_size"]:
+    print(f"  vectors {v['vectors']:>6}: HNSW {v['hnsw']['qps']:>6.0f} q/s p50 {v['hnsw']['p50_ms']:.3f} ms "
+          f"p99 {v['hnsw']['p99_ms']:.3f} ms | exact {v['exact']['qps']:>6.0f} q/s p50 {v['exact']['p50_ms']:.3f} ms "
+          f"| recall@10 {v['recall_at_10']:.4f}")
+for name in ("vector_service", "bm25", "hybrid", "query_embedding"):
+    l = r[name]["latency"]
+    print(f"  {name:>15}: p50 {l['p50_ms']:.2f} ms, p99 {l['p99_ms']:.2f} ms, {l['qps']:.0f} q/s")
 PY
 
 # Peak RSS of the server and chunks/s end to end (extract, chunk, embed, index) while it ingests a slice of

@@ -68,6 +68,39 @@ enum BenchCommand {
         /// Sentences per round.
         #[arg(long, default_value_t = 512)]
         sentences: usize,
+        /// Also write the sentences, one per line (for the sentence-transformers peer).
+        #[arg(long)]
+        dump_sentences: Option<PathBuf>,
+    },
+    /// Search speed at 100,000 real chunks: HNSW recall and latency against exact search, BM25 and hybrid.
+    Search {
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory holding the model files.
+        #[arg(long, env = "DOCPIPE_MODELS_DIR", default_value = "./models")]
+        models_dir: PathBuf,
+        /// Where embedded chunks are cached between runs.
+        #[arg(long)]
+        cache_dir: PathBuf,
+        /// Chunks to index.
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        /// Held-out chunks used as queries.
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Chunk size in tokens.
+        #[arg(long, default_value_t = 64)]
+        chunk_tokens: usize,
+        /// Embedding threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// The retrieval benchmark's questions, also used as queries.
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// Folders with the PDF corpus.
+        #[arg(required = true)]
+        corpus: Vec<PathBuf>,
     },
     /// Extraction throughput per format, and PDF speed and word F1 against pdftotext in the same run.
     Extract {
@@ -144,8 +177,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     out,
                     models_dir,
                     sentences,
+                    dump_sentences,
                 },
         } => {
+            if let Some(path) = dump_sentences {
+                let text = docpipe::models::embed::bench_sentences(sentences).join("\n");
+                std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             let dir = models_dir.join(docpipe::models::embed::MODEL_DIR_NAME);
             let results = tokio::task::spawn_blocking(move || {
                 docpipe::models::embed::bench_throughput(&dir, sentences, &[32, 256], &[1, 2], 3)
@@ -158,8 +197,37 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             which: BenchCommand::Extract { out, dump, corpus },
         } => {
             let report =
-                tokio::task::spawn_blocking(move || docpipe::bench::run(&corpus, dump.as_deref()))
+                tokio::task::spawn_blocking(move || docpipe::bench::extract::run(&corpus, dump.as_deref()))
                     .await??;
+            write_report(&out, &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Search {
+                    out,
+                    models_dir,
+                    cache_dir,
+                    chunks,
+                    queries,
+                    chunk_tokens,
+                    threads,
+                    questions,
+                    corpus,
+                },
+        } => {
+            let args = docpipe::bench::search::SearchBenchArgs {
+                corpus,
+                models_dir,
+                cache_dir,
+                chunks,
+                queries,
+                chunk_tokens,
+                threads,
+                questions,
+            };
+            let report =
+                tokio::task::spawn_blocking(move || docpipe::bench::search::run(&args)).await??;
             write_report(&out, &report)?;
             Ok(ExitCode::SUCCESS)
         }

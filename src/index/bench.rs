@@ -39,7 +39,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn from_samples(mut samples: Vec<Duration>) -> Latency {
+    /// The distribution of `samples`.
+    pub fn from_samples(mut samples: Vec<Duration>) -> Latency {
         samples.sort_unstable();
         let total: Duration = samples.iter().sum();
         let pick = |p: f64| {

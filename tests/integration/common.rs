@@ -3,13 +3,33 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// Path of the server binary built by cargo for these tests.
-pub const BIN: &str = env!("CARGO_BIN_EXE_docpipe");
+/// The server binary cargo built for these tests, pinned at first use by a hard link of our own: several
+/// checkouts may share one target directory, and another checkout's build replaces `release/docpipe`.
+pub static BIN: LazyLock<PathBuf> = LazyLock::new(|| {
+    let built = Path::new(env!("CARGO_BIN_EXE_docpipe"));
+    let dir = built.parent().expect("the binary is in a folder");
+    // Links of finished test runs only keep old binaries alive.
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("docpipe-test-pinned-")
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let pinned = dir.join(format!("docpipe-test-pinned-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pinned);
+    std::fs::hard_link(built, &pinned)
+        .or_else(|_| std::fs::copy(built, &pinned).map(drop))
+        .expect("pin the server binary");
+    pinned
+});
 /// How long a file may take to reach ready/failed in tests (OCR of a page takes a few seconds).
 pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -198,7 +218,7 @@ fn spawn(data_dir: &Path, port: u16, env: &[(String, String)]) -> Child {
         .append(true)
         .open(data_dir.with_extension("log"))
         .expect("log file");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&*BIN);
     cmd.arg("serve")
         .env("DOCPIPE_HOST", "127.0.0.1")
         .env("DOCPIPE_PORT", port.to_string())

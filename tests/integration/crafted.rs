@@ -218,7 +218,7 @@ async fn a_bad_pipeline_definition_stops_start_up_with_a_clear_message() {
         "category = \"sheet\"\nsteps = [\"extract\"]\n[limits]\nmax_cells = -1\n",
     )
     .expect("write");
-    let out = std::process::Command::new(crate::common::BIN)
+    let out = std::process::Command::new(&*crate::common::BIN)
         .arg("serve")
         .env("DOCPIPE_PIPELINES_DIR", &dir)
         .env("DOCPIPE_DATA_DIR", dir.join("data"))

@@ -282,7 +282,7 @@ async fn ingest_cli_uploads_folders_and_reports_failures() {
     std::fs::write(dir.join("sub/b.md"), "# beta").expect("write");
     std::fs::write(dir.join("sub/bad.xlsx"), "PK\x03\x04 nope").expect("write");
     std::fs::write(dir.join("empty.txt"), "").expect("write");
-    let out = tokio::process::Command::new(crate::common::BIN)
+    let out = tokio::process::Command::new(&*crate::common::BIN)
         .args(["ingest", "--server", &server.base])
         .arg(&dir)
         .output()

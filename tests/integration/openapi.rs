@@ -7,7 +7,7 @@ const OPERATIONS: usize = 18;
 
 #[tokio::test]
 async fn committed_openapi_matches_the_code() {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(&*BIN)
         .arg("openapi")
         .output()
         .expect("run docpipe openapi");

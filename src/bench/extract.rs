@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::extract::{self, Context, Input, OcrMode, detect};
+use crate::extract::{self, Context, ExtractError, Input, OcrMode, detect};
+use crate::types::Document;
 use crate::pipeline::Pipelines;
 
 /// Throughput of one format.
@@ -97,6 +98,24 @@ fn pdftotext(path: &Path) -> std::io::Result<(String, Duration)> {
     ))
 }
 
+/// Extracts `bytes` (already detected as `format`) with its pipeline's limits but OCR off, so PDF
+/// figures compare text layers.
+pub(crate) fn extract_without_ocr(
+    pipelines: &Pipelines,
+    bytes: &[u8],
+    format: extract::Format,
+) -> Result<Document, ExtractError> {
+    let mut limits = pipelines.get(format.category()).limits.clone();
+    limits.ocr = OcrMode::Off;
+    let report_progress = |_: u64, _: u64, _: &'static str| {};
+    let ctx = Context {
+        limits: &limits,
+        deadline: Instant::now() + Duration::from_secs(limits.timeout_secs),
+        progress: &report_progress,
+    };
+    extract::extract(&Input { bytes, format }, &ctx)
+}
+
 /// Runs the benchmark over every file under `corpus` dirs. OCR is off so PDF numbers compare text layers.
 ///
 /// With `dump`, each PDF's text is written there as `NAME.docpipe.txt` and `NAME.pdftotext.txt`, and
@@ -126,22 +145,8 @@ pub fn run(corpus: &[PathBuf], dump: Option<&Path>) -> anyhow::Result<ExtractRep
         let Ok(format) = detect(&bytes, &name) else {
             continue;
         };
-        let mut limits = pipelines.get(format.category()).limits.clone();
-        limits.ocr = OcrMode::Off;
-        let report_progress = |_: u64, _: u64, _: &'static str| {};
-        let ctx = Context {
-            limits: &limits,
-            deadline: Instant::now() + Duration::from_secs(limits.timeout_secs),
-            progress: &report_progress,
-        };
         let start = Instant::now();
-        let result = extract::extract(
-            &Input {
-                bytes: &bytes,
-                format,
-            },
-            &ctx,
-        );
+        let result = extract_without_ocr(&pipelines, &bytes, format);
         let took = start.elapsed();
         let stats = report.formats.entry(format.name().to_owned()).or_default();
         stats.files += 1;

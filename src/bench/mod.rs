@@ -1,0 +1,5 @@
+//! Benchmarks run by `make bench` (`docpipe bench ...`). Each returns a serialisable report; the CLI
+//! writes it as JSON under `target/bench/`.
+
+pub mod extract;
+pub mod search;
