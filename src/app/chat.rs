@@ -13,7 +13,8 @@ use crate::models::chat::{
 use crate::pipeline::FileOpError;
 use crate::router::grounded::{self, Candidate, Source};
 use crate::router::{
-    AUTO, ComplexityInput, Decision, OutputFormat, RouteError, Router, TierCounts, last_user_text,
+    AUTO, ComplexityInput, Decision, OutputFormat, RouteError, Router, Tier, TierCounts,
+    last_user_text,
 };
 use crate::store::{StoreError, chunk_id};
 use crate::types::{FileRecord, FileStatus};
@@ -218,50 +219,50 @@ impl App {
             ));
         }
         let files = self.file_texts(tenant, &turn.file_ids).await?;
-        let (order, decision) = if turn.model.eq_ignore_ascii_case(AUTO) {
+        let (order, decision, named) = if turn.model.eq_ignore_ascii_case(AUTO) {
             let d = self.decide(&turn, &files)?;
-            (d.plan.order.clone(), Some(d))
+            (d.plan.order.clone(), Some(d), None)
         } else {
-            (vec![self.tier_of_model(&turn.model)?], None)
+            (Vec::new(), None, Some(self.named_model(&turn.model)?))
         };
         let candidates = self.candidates(tenant, &turn, files).await?;
         let grounding = self.router.grounding();
         let conversation_tokens = self.router.estimate_tokens(&turn.messages);
         let span = tracing::Span::current();
-        let routed = self
-            .router
-            .generate(&order, |tier| {
-                let backend: &SharedChatBackend = tier
-                    .backend
-                    .as_ref()
-                    .expect("the router only offers tiers with a backend. This is a bug.");
-                let window = tier.window().unwrap_or_default();
-                let room = window.saturating_sub(
-                    turn.params.max_tokens + conversation_tokens + TEMPLATE_MARGIN,
-                );
-                let budget = grounding.max_context_tokens.min(room);
-                let count = |s: &str| {
-                    backend
-                        .count_prompt_tokens(&Prompt::Text(s.to_owned()))
-                        .unwrap_or_else(|_| crate::router::estimate_text(s))
-                };
-                let limit = match &candidates {
-                    Candidates::Whole(_) => usize::MAX,
-                    Candidates::Ranked(_) => grounding.max_sources,
-                };
-                let (chosen, used) = grounded::select(candidates.list(), budget, limit, &count);
-                let g = grounded::build(&turn.messages, chosen, used);
-                tracing::info!(tier = %tier.config.name, sources = g.sources.len(), context_tokens = used, "grounded prompt");
-                Ok((
-                    GenerationRequest {
-                        prompt: Prompt::Chat(g.messages),
-                        params: turn.params.clone(),
-                        span: span.clone(),
-                    },
-                    g.sources,
-                ))
-            })
-            .await?;
+        let build = |tier: &Tier| {
+            let backend: &SharedChatBackend = tier
+                .backend
+                .as_ref()
+                .expect("the router only offers tiers with a backend. This is a bug.");
+            let window = tier.window().unwrap_or_default();
+            let room = window
+                .saturating_sub(turn.params.max_tokens + conversation_tokens + TEMPLATE_MARGIN);
+            let budget = grounding.max_context_tokens.min(room);
+            let count = |s: &str| {
+                backend
+                    .count_prompt_tokens(&Prompt::Text(s.to_owned()))
+                    .unwrap_or_else(|_| crate::router::estimate_text(s))
+            };
+            let limit = match &candidates {
+                Candidates::Whole(_) => usize::MAX,
+                Candidates::Ranked(_) => grounding.max_sources,
+            };
+            let (chosen, used) = grounded::select(candidates.list(), budget, limit, &count);
+            let g = grounded::build(&turn.messages, chosen, used);
+            tracing::info!(tier = %tier.config.name, sources = g.sources.len(), context_tokens = used, "grounded prompt");
+            Ok((
+                GenerationRequest {
+                    prompt: Prompt::Chat(g.messages),
+                    params: turn.params.clone(),
+                    span: span.clone(),
+                },
+                g.sources,
+            ))
+        };
+        let routed = match named {
+            Some(backend) => self.router.generate_with(backend, build).await?,
+            None => self.router.generate(&order, build).await?,
+        };
         Ok(FileChat { routed, decision })
     }
 
@@ -293,16 +294,14 @@ impl App {
         Ok(decision)
     }
 
-    /// The tier serving an explicitly named model.
-    fn tier_of_model(&self, model: &str) -> Result<usize, ChatFilesError> {
+    /// The model a client named: a loaded local model, or a tier's (remote) model.
+    fn named_model(&self, model: &str) -> Result<SharedChatBackend, ChatFilesError> {
         self.router
             .tiers()
             .iter()
-            .position(|t| {
-                t.backend
-                    .as_ref()
-                    .is_some_and(|b| b.info().id.eq_ignore_ascii_case(model))
-            })
+            .filter_map(|t| t.backend.as_ref())
+            .find(|b| b.info().id.eq_ignore_ascii_case(model))
+            .cloned()
             .ok_or_else(|| ChatFilesError::ModelNotFound(model.to_owned()))
     }
 

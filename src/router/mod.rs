@@ -277,12 +277,46 @@ impl Router {
     pub async fn generate<T>(
         &self,
         order: &[usize],
+        build: impl FnMut(&Tier) -> Result<(GenerationRequest, T), ChatError>,
+    ) -> Result<Routed<T>, RouteError> {
+        let tiers: Vec<&Tier> = order.iter().map(|&i| &self.tiers[i]).collect();
+        self.generate_on(&tiers, build).await
+    }
+
+    /// Generates with one model named by the client (no routing, no fallback), as a one-off tier named
+    /// after the model.
+    pub async fn generate_with<T>(
+        &self,
+        backend: SharedChatBackend,
+        build: impl FnMut(&Tier) -> Result<(GenerationRequest, T), ChatError>,
+    ) -> Result<Routed<T>, RouteError> {
+        let info = backend.info().clone();
+        let tier = Tier {
+            config: TierConfig {
+                name: info.id.clone(),
+                model: info.id,
+                kind: TierKind::Local,
+                min_score: 0.0,
+                max_score: 1.0,
+                context_window: Some(info.context_window),
+                cost_per_1k_tokens: 0.0,
+                base_url: None,
+                api_key_env: None,
+                timeout_secs: None,
+            },
+            backend: Some(backend),
+        };
+        self.generate_on(&[&tier], build).await
+    }
+
+    async fn generate_on<T>(
+        &self,
+        tiers: &[&Tier],
         mut build: impl FnMut(&Tier) -> Result<(GenerationRequest, T), ChatError>,
     ) -> Result<Routed<T>, RouteError> {
         let mut failed = Vec::new();
         let mut last = None;
-        for &i in order {
-            let tier = &self.tiers[i];
+        for &tier in tiers {
             let Some(backend) = &tier.backend else {
                 continue;
             };
