@@ -100,3 +100,6 @@ rm -f "$data.ingest"
 # Retrieval quality (nDCG@10, recall@10) of bm25, vector and hybrid on questions over real manuals,
 # against the same server (bench/retrieval/README.md).
 python3 bench/retrieval/run.py --server "http://127.0.0.1:$port" --corpus "$corpus" --out "$OUT/retrieval.json" | tail -n 25
+
+# Chat with files: upload-then-first-token for a 10-page PDF, against pdftotext + llama.cpp on the same prompt.
+bash bench/chat_files.sh

@@ -12,7 +12,11 @@ use crate::index::service::SearchService;
 use crate::models::device::DeviceSpec;
 use crate::models::embed::{EmbedConfig, EmbedderService};
 use crate::pipeline::{Ingest, IngestConfig, Pipelines};
+use crate::router::{Router, RouterConfig};
 use crate::store::Store;
+
+mod chat;
+pub use chat::{Analysis, ChatFilesError, ChatTurn, FileChat, TierView, snippet};
 
 /// Everything a request handler may use.
 #[derive(Clone)]
@@ -29,6 +33,8 @@ pub struct App {
     embedder: Arc<std::sync::Mutex<Option<EmbedderService>>>,
     /// Stops background tasks (the vector index saver).
     stop: tokio_util::sync::CancellationToken,
+    /// The complexity router over the chat tiers.
+    router: Arc<Router>,
 }
 
 /// The background tasks [`App::start`] launched.
@@ -42,6 +48,7 @@ impl App {
     pub async fn open(config: Config) -> anyhow::Result<App> {
         config.validate()?;
         let pipelines = Pipelines::load(config.pipelines_dir.as_deref())?;
+        let router_config = RouterConfig::load(config.router_config.as_deref())?;
         let store = Store::open(&config.data_dir).await.with_context(|| {
             format!(
                 "cannot open the data directory {}",
@@ -71,6 +78,7 @@ impl App {
                 max_queued: config.max_queued_files,
             },
         );
+        let router = Router::new(router_config, &[]);
         Ok(App {
             config: Arc::new(config),
             ingest,
@@ -78,6 +86,7 @@ impl App {
             started_unix: chrono::Utc::now().timestamp(),
             embedder: Arc::new(std::sync::Mutex::new(Some(embedder))),
             stop: tokio_util::sync::CancellationToken::new(),
+            router: Arc::new(router),
         })
     }
 

@@ -49,6 +49,11 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_PIPELINES_DIR")]
     pub pipelines_dir: Option<PathBuf>,
 
+    /// The router's tiers and grounding budget (TOML like `pipelines/router.toml`, which is built in and used
+    /// when this is unset).
+    #[arg(long, env = "DOCPIPE_ROUTER_CONFIG")]
+    pub router_config: Option<PathBuf>,
+
     /// Largest accepted upload in bytes (larger bodies get 413 before they are read).
     #[arg(long, env = "MAX_FILE_SIZE", default_value_t = 10 * 1024 * 1024)]
     pub max_file_size: u64,

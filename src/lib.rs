@@ -11,6 +11,7 @@ pub mod index;
 pub mod ingest_cli;
 pub mod models;
 pub mod pipeline;
+pub mod router;
 pub mod store;
 pub mod telemetry;
 pub mod types;

@@ -196,9 +196,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench {
             which: BenchCommand::Extract { out, dump, corpus },
         } => {
-            let report =
-                tokio::task::spawn_blocking(move || docpipe::bench::extract::run(&corpus, dump.as_deref()))
-                    .await??;
+            let report = tokio::task::spawn_blocking(move || {
+                docpipe::bench::extract::run(&corpus, dump.as_deref())
+            })
+            .await??;
             write_report(&out, &report)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,9 @@
 //! HTTP only: routes, wire types, error mapping and the edge middleware. Handlers parse the request, call
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
+mod analyze;
+mod chat_files;
+mod chat_wire;
 mod embeddings;
 pub mod error;
 mod files;
@@ -26,6 +29,8 @@ pub enum ApiTags {
     Files,
     /// Keyword, vector and hybrid search over uploaded files.
     Search,
+    /// Chat with your files, and the complexity router that picks the model.
+    Chat,
     /// OpenAI-compatible endpoints.
     #[oai(rename = "OpenAI")]
     OpenAi,
@@ -39,6 +44,8 @@ type Apis = (
     embeddings::EmbeddingsApi,
     openai_files::OpenAiFilesApi,
     system::SystemApi,
+    chat_files::ChatFilesApi,
+    analyze::AnalyzeApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -48,6 +55,8 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         embeddings::EmbeddingsApi { app: app.clone() },
         openai_files::OpenAiFilesApi { app: app.clone() },
         system::SystemApi { app: app.clone() },
+        chat_files::ChatFilesApi { app: app.clone() },
+        analyze::AnalyzeApi { app: app.clone() },
     );
     OpenApiService::new(apis, "docpipe", env!("CARGO_PKG_VERSION"))
         .description(

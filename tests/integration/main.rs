@@ -9,4 +9,5 @@ mod files;
 mod fixtures;
 mod openapi;
 mod restart;
+mod router;
 mod search;

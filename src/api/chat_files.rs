@@ -1,0 +1,439 @@
+//! Chat with files: `POST /api/v1/chat/multimodal` and `/api/v1/chat/multimodal-audio`. An OpenAI chat
+//! request plus `file_ids`; the answer is an OpenAI chat completion plus the numbered `sources` it was given.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use poem::web::sse::{Event, SSE};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{
+    MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::chat_wire::{ChatBody, RoutingDto, UsageDto, chat_error, turn_of};
+use super::error::ApiError;
+use super::{ApiTags, TENANT};
+use crate::app::{App, FileChat, snippet};
+use crate::models::chat::{ChatError, FinishReason, GenerationEvent, GenerationStream, Usage};
+use crate::router::grounded::{Source, cited_numbers, location_label};
+
+/// Keep-alive comment interval of answer streams (prompt processing can take a while).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A source the answer was given, numbered as the answer cites it.
+#[derive(Debug, Clone, Object)]
+pub struct SourceDto {
+    /// The number in the prompt and in the answer's citations (`[1]`), from 1.
+    pub number: u32,
+    /// The file.
+    pub file_id: String,
+    /// The file's name.
+    pub filename: String,
+    /// The chunk (`<file id>#<ordinal>`, as in `/api/v1/files/{id}/chunks` and search results).
+    pub chunk_id: String,
+    /// Where the text is: pages, slides, sheet and cell range, heading path, lines or time range.
+    pub location: serde_json::Value,
+    /// The location in words, e.g. `page 3`, `Sheet1!A1:D9`, `1:05-1:20`.
+    pub location_label: String,
+    /// The start of the source's text.
+    pub snippet: String,
+    /// True when the answer cites this number.
+    pub cited: bool,
+}
+
+fn sources_dto(sources: &[Source], answer: &str) -> Vec<SourceDto> {
+    let cited = cited_numbers(answer);
+    sources
+        .iter()
+        .map(|s| SourceDto {
+            number: u32::try_from(s.number).unwrap_or(u32::MAX),
+            file_id: s.chunk.file_id.clone(),
+            filename: s.chunk.filename.clone(),
+            chunk_id: s.chunk.chunk_id.clone(),
+            location_label: location_label(&s.chunk.location),
+            location: s.chunk.location.clone(),
+            snippet: snippet(&s.chunk.text),
+            cited: cited.contains(&s.number),
+        })
+        .collect()
+}
+
+/// The assistant's message.
+#[derive(Debug, Clone, Object)]
+pub struct AnswerMessage {
+    /// Always `assistant`.
+    pub role: String,
+    /// The answer, citing sources as `[n]`.
+    pub content: String,
+}
+
+/// One answer.
+#[derive(Debug, Clone, Object)]
+pub struct AnswerChoice {
+    /// Always 0.
+    pub index: u32,
+    /// The answer.
+    pub message: AnswerMessage,
+    /// `stop` (end of answer or a stop sequence) or `length` (`max_tokens` reached).
+    pub finish_reason: String,
+}
+
+/// A chat completion with the sources it was given.
+#[derive(Debug, Clone, Object)]
+pub struct FileChatCompletion {
+    /// `chatcmpl-...`.
+    pub id: String,
+    /// Always `chat.completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that answered.
+    pub model: String,
+    /// The answer.
+    pub choices: Vec<AnswerChoice>,
+    /// Token counts.
+    pub usage: UsageDto,
+    /// The numbered sources in the prompt; the answer's `[n]` citations refer to `number`.
+    pub sources: Vec<SourceDto>,
+    /// How the router chose the model (when `model` was `auto`).
+    pub routing: RoutingDto,
+}
+
+/// The changed part of a streamed answer.
+#[derive(Debug, Clone, Object)]
+pub struct AnswerDelta {
+    /// `assistant` in the first chunk.
+    pub role: Option<String>,
+    /// The next piece of text.
+    pub content: Option<String>,
+}
+
+/// One streamed choice.
+#[derive(Debug, Clone, Object)]
+pub struct ChunkChoice {
+    /// Always 0.
+    pub index: u32,
+    /// What changed.
+    pub delta: AnswerDelta,
+    /// Set in the last chunk.
+    pub finish_reason: Option<String>,
+}
+
+/// One server-sent event of a streamed answer (`chat.completion.chunk`). The last chunk carries
+/// `finish_reason`, `sources` and `routing`; with `stream_options.include_usage` one more chunk with empty
+/// `choices` carries `usage`; then `data: [DONE]`. An error after the stream started arrives as
+/// `data: {"error": {...}}` before `[DONE]`.
+#[derive(Debug, Clone, Object)]
+pub struct FileChatChunk {
+    /// Same for every chunk of an answer.
+    pub id: String,
+    /// Always `chat.completion.chunk`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that answers.
+    pub model: String,
+    /// The piece (empty in the usage chunk).
+    pub choices: Vec<ChunkChoice>,
+    /// Token counts (usage chunk only).
+    pub usage: Option<UsageDto>,
+    /// The numbered sources (last chunk only).
+    pub sources: Option<Vec<SourceDto>>,
+    /// How the model was chosen (last chunk only).
+    pub routing: Option<RoutingDto>,
+}
+
+/// A JSON completion, or a stream of [`FileChatChunk`] events when `stream` is true.
+pub enum ChatReply {
+    /// `stream` false.
+    Completion(Box<FileChatCompletion>),
+    /// `stream` true.
+    Stream(BoxStream<'static, Event>),
+}
+
+impl poem::IntoResponse for ChatReply {
+    fn into_response(self) -> poem::Response {
+        match self {
+            ChatReply::Completion(c) => Json(*c).into_response(),
+            ChatReply::Stream(s) => SSE::new(s).keep_alive(KEEP_ALIVE).into_response(),
+        }
+    }
+}
+
+impl ApiResponse for ChatReply {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The answer: a chat completion with `sources`, or (with `stream: true`) server-sent \
+                              `chat.completion.chunk` events ending with `data: [DONE]`; the last chunk carries \
+                              `sources`.",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType {
+                        content_type: "application/json",
+                        schema: FileChatCompletion::schema_ref(),
+                    },
+                    MetaMediaType {
+                        content_type: "text/event-stream",
+                        schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
+                            items: Some(Box::new(FileChatChunk::schema_ref())),
+                            ..MetaSchema::new_with_format("array", "event-stream")
+                        })),
+                    },
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        FileChatCompletion::register(registry);
+        FileChatChunk::register(registry);
+    }
+}
+
+/// Reads the whole answer.
+async fn collect(
+    stream: &mut GenerationStream,
+) -> Result<(String, FinishReason, Usage, String), ChatError> {
+    let mut text = String::new();
+    while let Some(event) = stream.recv().await {
+        match event? {
+            GenerationEvent::Delta(d) => text.push_str(&d),
+            GenerationEvent::Done {
+                finish_reason,
+                usage,
+                model,
+            } => return Ok((text, finish_reason, usage, model)),
+        }
+    }
+    Err(ChatError::Inference(
+        "the model stopped without finishing".into(),
+    ))
+}
+
+fn finish_str(f: FinishReason) -> String {
+    match f {
+        FinishReason::Stop => "stop".into(),
+        FinishReason::Length => "length".into(),
+    }
+}
+
+/// State of a streamed answer.
+struct Streaming {
+    rx: GenerationStream,
+    id: String,
+    created: i64,
+    model: String,
+    text: String,
+    sources: Vec<Source>,
+    routing: RoutingDto,
+    include_usage: bool,
+    started: bool,
+    over: bool,
+}
+
+impl Streaming {
+    fn chunk(&self, model: &str, delta: AnswerDelta, finish: Option<String>) -> FileChatChunk {
+        FileChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: model.to_owned(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish,
+            }],
+            usage: None,
+            sources: None,
+            routing: None,
+        }
+    }
+
+    /// The events for the next generation event (several at the end).
+    async fn next_events(&mut self) -> Option<Vec<Event>> {
+        if self.over {
+            return None;
+        }
+        let data = |c: &FileChatChunk| Event::message(c.to_json_string());
+        if !self.started {
+            self.started = true;
+            let c = self.chunk(
+                &self.model,
+                AnswerDelta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                },
+                None,
+            );
+            return Some(vec![data(&c)]);
+        }
+        let event = self.rx.recv().await;
+        match event {
+            Some(Ok(GenerationEvent::Delta(d))) => {
+                self.text.push_str(&d);
+                let c = self.chunk(
+                    &self.model,
+                    AnswerDelta {
+                        role: None,
+                        content: Some(d),
+                    },
+                    None,
+                );
+                Some(vec![data(&c)])
+            }
+            Some(Ok(GenerationEvent::Done {
+                finish_reason,
+                usage,
+                model,
+            })) => {
+                self.over = true;
+                let mut last = self.chunk(
+                    &model,
+                    AnswerDelta {
+                        role: None,
+                        content: None,
+                    },
+                    Some(finish_str(finish_reason)),
+                );
+                last.sources = Some(sources_dto(&self.sources, &self.text));
+                last.routing = Some(self.routing.clone());
+                let mut events = vec![data(&last)];
+                if self.include_usage {
+                    let mut u = self.chunk(
+                        &model,
+                        AnswerDelta {
+                            role: None,
+                            content: None,
+                        },
+                        None,
+                    );
+                    u.choices.clear();
+                    u.usage = Some(UsageDto::from(usage));
+                    events.push(data(&u));
+                }
+                events.push(Event::message("[DONE]"));
+                Some(events)
+            }
+            Some(Err(e)) => {
+                self.over = true;
+                let body = match chat_error(e.into()) {
+                    ApiError::BadRequest(b)
+                    | ApiError::NotFound(b)
+                    | ApiError::Conflict(b)
+                    | ApiError::PayloadTooLarge(b)
+                    | ApiError::UnsupportedMediaType(b)
+                    | ApiError::Unprocessable(b)
+                    | ApiError::Internal(b)
+                    | ApiError::Unavailable(b, _) => b.0,
+                };
+                Some(vec![
+                    Event::message(serde_json::to_string(&body).unwrap_or_default()),
+                    Event::message("[DONE]"),
+                ])
+            }
+            None => None,
+        }
+    }
+}
+
+/// Turns a started chat into the reply the client asked for.
+pub async fn reply(
+    chat: FileChat,
+    stream: bool,
+    include_usage: bool,
+) -> Result<ChatReply, ApiError> {
+    let FileChat {
+        mut routed,
+        decision,
+    } = chat;
+    let routing = RoutingDto::of(&routed.tier, decision.as_ref(), &routed.failed);
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = chrono::Utc::now().timestamp();
+    if stream {
+        let state = Streaming {
+            rx: routed.stream,
+            id,
+            created,
+            model: routed.model,
+            text: String::new(),
+            sources: routed.extra,
+            routing,
+            include_usage,
+            started: false,
+            over: false,
+        };
+        let events = futures::stream::unfold(state, |mut s| async move {
+            s.next_events().await.map(|e| (futures::stream::iter(e), s))
+        })
+        .flatten()
+        .boxed();
+        return Ok(ChatReply::Stream(events));
+    }
+    let (text, finish, usage, model) = collect(&mut routed.stream)
+        .await
+        .map_err(|e| chat_error(e.into()))?;
+    Ok(ChatReply::Completion(Box::new(FileChatCompletion {
+        id,
+        object: "chat.completion".into(),
+        created,
+        model,
+        sources: sources_dto(&routed.extra, &text),
+        choices: vec![AnswerChoice {
+            index: 0,
+            message: AnswerMessage {
+                role: "assistant".into(),
+                content: text,
+            },
+            finish_reason: finish_str(finish),
+        }],
+        usage: UsageDto::from(usage),
+        routing,
+    })))
+}
+
+/// Chat with files.
+pub struct ChatFilesApi {
+    pub app: App,
+}
+
+impl ChatFilesApi {
+    async fn answer(&self, body: ChatBody) -> Result<ChatReply, ApiError> {
+        let (stream, include_usage) = (body.stream.unwrap_or(false), body.include_usage());
+        let turn = turn_of(body, true)?;
+        let chat = self
+            .app
+            .chat_with_files(TENANT, turn)
+            .await
+            .map_err(chat_error)?;
+        reply(chat, stream, include_usage).await
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Chat")]
+impl ChatFilesApi {
+    /// Chat with files
+    ///
+    /// An OpenAI chat request plus `file_ids`. The most relevant chunks of those files (hybrid search scoped
+    /// to them; all of their text when it fits the budget) become numbered sources in the prompt, the model
+    /// answers citing them as `[n]`, and the response adds `sources` (number, file, location, snippet,
+    /// whether cited). `model` defaults to `auto` (the complexity router picks it; `routing` says how) and
+    /// `temperature` to 0. With `stream: true` the answer comes as `chat.completion.chunk` events and the last
+    /// chunk carries `sources`. A file still processing gives 409 with its status; an unknown file 404.
+    #[oai(path = "/api/v1/chat/multimodal", method = "post")]
+    async fn multimodal(&self, body: Json<ChatBody>) -> Result<ChatReply, ApiError> {
+        self.answer(body.0).await
+    }
+
+    /// Chat with files, audio included
+    ///
+    /// The same as `/api/v1/chat/multimodal`, for conversations over recordings as well as documents: an
+    /// audio file's sources are transcript segments and their `location` is a time range in seconds.
+    #[oai(path = "/api/v1/chat/multimodal-audio", method = "post")]
+    async fn multimodal_audio(&self, body: Json<ChatBody>) -> Result<ChatReply, ApiError> {
+        self.answer(body.0).await
+    }
+}

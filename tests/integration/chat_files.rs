@@ -1,0 +1,257 @@
+//! Chat with files through the real server and the real chat models: upload, ask, get an answer with
+//! numbered sources that point at the chunk holding the fact; the router picks different tiers for
+//! trivial and complex requests; a remote tier that is down falls back to a second docpipe server.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Server, fixture, json_of};
+use crate::router::router_config;
+
+/// The shipped tiers with a small grounding budget, so retrieval (not whole files) picks the sources.
+fn small_budget_config() -> String {
+    let shipped = include_str!("../../pipelines/router.toml");
+    let tiers = shipped.split("[grounding]").next().expect("tiers");
+    format!("{tiers}[grounding]\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n")
+}
+
+async fn post(server: &Server, path: &str, body: &Value) -> (StatusCode, Value) {
+    let resp = server
+        .http
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    json_of(resp).await
+}
+
+/// Uploads the three fixtures; only the PDF knows how many pears there are.
+async fn upload_fixtures(server: &Server) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (name, path) in [
+        ("report.pdf", "pdf/text-3page.pdf"),
+        ("report.docx", "office/report.docx"),
+        ("people.csv", "sheet/comma.csv"),
+    ] {
+        let f = server.upload_and_wait(name, fixture(path)).await;
+        assert_eq!(f["status"], "ready", "{f}");
+        ids.push(f["id"].as_str().expect("id").to_owned());
+    }
+    ids
+}
+
+/// Every `[n]` in the answer is a source number, and sources are numbered 1..=len.
+fn assert_numbering(answer: &str, sources: &[Value]) {
+    let numbers: Vec<u64> = sources
+        .iter()
+        .map(|s| s["number"].as_u64().expect("number"))
+        .collect();
+    assert_eq!(numbers, (1..=sources.len() as u64).collect::<Vec<_>>());
+    let mut cited = BTreeSet::new();
+    let mut rest = answer;
+    while let Some(i) = rest.find('[') {
+        rest = &rest[i + 1..];
+        if let Some(j) = rest.find(']')
+            && let Ok(n) = rest[..j].trim().parse::<u64>()
+        {
+            cited.insert(n);
+        }
+    }
+    for n in &cited {
+        assert!(numbers.contains(n), "answer cites [{n}] but sources are {numbers:?}: {answer}");
+    }
+    for s in sources {
+        let n = s["number"].as_u64().expect("number");
+        assert_eq!(s["cited"], json!(cited.contains(&n)), "{s} in {answer}");
+    }
+}
+
+fn assert_pear_source(sources: &[Value], pdf: &str) {
+    let hit = sources.iter().find(|s| {
+        s["file_id"] == pdf && s["snippet"].as_str().is_some_and(|t| t.contains("Pears"))
+    });
+    let hit = hit.unwrap_or_else(|| panic!("no source holds the pears row: {sources:?}"));
+    assert_eq!(hit["filename"], "report.pdf");
+    assert_eq!(hit["location"]["type"], "pages", "{hit}");
+    assert!(hit["chunk_id"].as_str().is_some_and(|c| c.starts_with(pdf)));
+    assert!(hit["location_label"].as_str().is_some_and(|l| l.starts_with("page")));
+}
+
+#[tokio::test]
+async fn upload_then_chat_cites_the_chunk_with_the_fact() {
+    let config = router_config(&small_budget_config());
+    let server =
+        Server::start_with(&[("DOCPIPE_ROUTER_CONFIG", config.to_str().expect("utf-8"))]).await;
+    let ids = upload_fixtures(&server).await;
+    let question = json!({
+        "messages": [{"role": "user", "content": "How many pears are in the inventory table?"}],
+        "file_ids": ids,
+        "max_tokens": 40
+    });
+    let (status, body) = post(&server, "/api/v1/chat/multimodal", &question).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    let answer = body["choices"][0]["message"]["content"].as_str().expect("answer");
+    assert!(!answer.trim().is_empty(), "{body}");
+    let sources = body["sources"].as_array().expect("sources");
+    assert!(!sources.is_empty() && sources.len() <= 3, "{body}");
+    assert_pear_source(sources, &ids[0]);
+    assert_numbering(answer, sources);
+    assert_ne!(body["model"], "auto");
+    assert!(body["routing"]["tier"].as_str().is_some(), "{body}");
+    assert!(body["usage"]["prompt_tokens"].as_u64().is_some_and(|t| t > 50), "{body}");
+
+    // Streamed: chunks, then the last one carries the sources, then [DONE].
+    let mut streamed = question.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let text = server
+        .http
+        .post(server.url("/api/v1/chat/multimodal-audio"))
+        .json(&streamed)
+        .send()
+        .await
+        .expect("stream")
+        .text()
+        .await
+        .expect("body");
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("json chunk"))
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let last = chunks
+        .iter()
+        .find(|c| c["sources"].is_array())
+        .expect("a chunk with sources");
+    assert!(last["choices"][0]["finish_reason"].is_string(), "{last}");
+    assert!(chunks.iter().all(|c| c["model"] != "auto"), "{text}");
+    let usage = chunks.last().expect("usage chunk");
+    assert!(usage["usage"]["completion_tokens"].as_u64().is_some(), "{usage}");
+    let sources = last["sources"].as_array().expect("sources");
+    assert_pear_source(sources, &ids[0]);
+    assert_numbering(&content, sources);
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test]
+async fn trivial_and_complex_requests_are_answered_by_different_tiers() {
+    let server = Server::start().await;
+    let f = server
+        .upload_and_wait("notes.txt", b"The build uses cargo. Tests run with --release.".to_vec())
+        .await;
+    let id = f["id"].as_str().expect("id");
+    let ask = |text: &str| {
+        json!({"messages": [{"role": "user", "content": text}], "file_ids": [id], "max_tokens": 8})
+    };
+    let (status, easy) = post(&server, "/api/v1/chat/multimodal", &ask("Hi!")).await;
+    assert_eq!(status, StatusCode::OK, "{easy}");
+    let (status, hard) = post(
+        &server,
+        "/api/v1/chat/multimodal",
+        &ask("Compare the build and test steps, analyse the trade-offs and write a shell script for them."),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{hard}");
+    assert_eq!(easy["routing"]["tier"], "fast", "{easy}");
+    assert_eq!(hard["routing"]["tier"], "strong", "{hard}");
+    assert_ne!(easy["model"], hard["model"]);
+    assert!(
+        hard["routing"]["complexity_score"].as_f64() > easy["routing"]["complexity_score"].as_f64()
+    );
+    assert!(hard["routing"]["reason"].as_str().is_some_and(|r| r.contains("strong")));
+}
+
+#[tokio::test]
+async fn a_remote_tier_that_is_down_falls_back_to_the_next() {
+    // The peer: another docpipe server, reached over its OpenAI-compatible API.
+    let peer = Server::start().await;
+    let (_, models) = peer.get("/v1/models").await;
+    let fast_model = models["data"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .find(|id| id.to_lowercase().contains("smollm"))
+        .expect("the fast model is listed")
+        .to_owned();
+    // Nothing listens on a port we just freed.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let config = router_config(&format!(
+        r#"
+[[tiers]]
+name = "down"
+kind = "remote"
+model = "any"
+base_url = "http://127.0.0.1:{down}/v1"
+context_window = 8192
+timeout_secs = 5
+min_score = 0.0
+max_score = 1.0
+
+[[tiers]]
+name = "peer"
+kind = "remote"
+model = "{fast_model}"
+base_url = "{}/v1"
+api_key_env = "DOCPIPE_TEST_PEER_KEY"
+context_window = 2048
+timeout_secs = 120
+min_score = 0.0
+max_score = 1.0
+"#,
+        peer.base
+    ));
+    let server = Server::start_with(&[
+        ("DOCPIPE_ROUTER_CONFIG", config.to_str().expect("utf-8")),
+        ("DOCPIPE_TEST_PEER_KEY", "test-key"),
+    ])
+    .await;
+    let f = server
+        .upload_and_wait("pets.txt", b"Our cat is called Miso and she is nine years old.".to_vec())
+        .await;
+    let body = json!({
+        "messages": [{"role": "user", "content": "What is the cat called?"}],
+        "file_ids": [f["id"]],
+        "max_tokens": 16
+    });
+    let (status, resp) = post(&server, "/api/v1/chat/multimodal", &body).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp["routing"]["tier"], "peer", "{resp}");
+    assert_eq!(resp["routing"]["fallbacks"][0]["tier"], "down", "{resp}");
+    assert_eq!(resp["model"].as_str(), Some(fast_model.as_str()), "the peer's model answered: {resp}");
+    assert!(resp["choices"][0]["message"]["content"].as_str().is_some_and(|c| !c.is_empty()));
+    assert_eq!(resp["sources"][0]["filename"], "pets.txt");
+
+    // Streaming through the remote tier works too.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = server
+        .http
+        .post(server.url("/api/v1/chat/multimodal"))
+        .json(&streamed)
+        .send()
+        .await
+        .expect("stream")
+        .text()
+        .await
+        .expect("body");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(text.contains("\"sources\""), "{text}");
+    let _ = std::fs::remove_file(config);
+}
