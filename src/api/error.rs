@@ -25,6 +25,7 @@ pub enum ErrorCode {
     FileNotFound,
     ModelNotFound,
     TooManyTokens,
+    ContextLengthExceeded,
     RouteNotFound,
     MethodNotAllowed,
     FileNotReady,
@@ -56,6 +57,9 @@ impl ErrorCode {
             ErrorCode::FileNotFound => (404, "not_found_error", "file_not_found"),
             ErrorCode::ModelNotFound => (404, "invalid_request_error", "model_not_found"),
             ErrorCode::TooManyTokens => (413, "invalid_request_error", "too_many_tokens"),
+            ErrorCode::ContextLengthExceeded => {
+                (400, "invalid_request_error", "context_length_exceeded")
+            }
             ErrorCode::RouteNotFound => (404, "not_found_error", "not_found"),
             ErrorCode::MethodNotAllowed => (405, "invalid_request_error", "method_not_allowed"),
             ErrorCode::FileNotReady => (409, "invalid_request_error", "file_not_ready"),
@@ -233,6 +237,7 @@ mod tests {
             ErrorCode::FileNotFound,
             ErrorCode::ModelNotFound,
             ErrorCode::TooManyTokens,
+            ErrorCode::ContextLengthExceeded,
             ErrorCode::RouteNotFound,
             ErrorCode::MethodNotAllowed,
             ErrorCode::FileNotReady,

@@ -1,6 +1,8 @@
 //! HTTP only: routes, wire types, error mapping and the edge middleware. Handlers parse the request, call
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
+mod chat;
+mod chat_types;
 mod embeddings;
 pub mod error;
 mod files;
@@ -37,6 +39,7 @@ type Apis = (
     files::FilesApi,
     search::SearchApi,
     embeddings::EmbeddingsApi,
+    chat::ChatApi,
     openai_files::OpenAiFilesApi,
     system::SystemApi,
 );
@@ -46,6 +49,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         files::FilesApi { app: app.clone() },
         search::SearchApi { app: app.clone() },
         embeddings::EmbeddingsApi { app: app.clone() },
+        chat::ChatApi { app: app.clone() },
         openai_files::OpenAiFilesApi { app: app.clone() },
         system::SystemApi { app: app.clone() },
     );
