@@ -13,7 +13,7 @@ APT_TEST_PACKAGES := python3-venv
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
 
-.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data
+.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine
 
 run: deps models build
 	DOCPIPE_PORT=$${DOCPIPE_PORT:-8001} DOCPIPE_DATA_DIR=$${DOCPIPE_DATA_DIR:-./data} $(BIN) serve
@@ -66,10 +66,17 @@ bench: deps test-deps models build bench-deps
 BENCH_CACHE ?= $(HOME)/.cache/docpipe/bench
 export BENCH_CACHE
 SENTENCE_TRANSFORMERS := sentence-transformers==6.2.0 torch==2.15.0
-bench-deps:
+bench-deps: bench-deps-chat-engine
 	@$(BENCH_CACHE)/venv-st/bin/python -c 'import sentence_transformers' 2>/dev/null || { \
 	  python3 -m venv $(BENCH_CACHE)/venv-st && \
 	  $(BENCH_CACHE)/venv-st/bin/pip install -q --disable-pip-version-check $(SENTENCE_TRANSFORMERS); }
 
 clean-data:
 	rm -rf data
+
+## Chat speed against llama.cpp (llama-cpp-python built from source in a venv; several minutes the first time).
+bench-deps-chat-engine:
+	@bash bench/llama-venv.sh
+
+bench-chat: deps models build bench-deps-chat-engine
+	bash bench/chat.sh

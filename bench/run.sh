@@ -61,6 +61,9 @@ for name in ("vector_service", "bm25", "hybrid", "query_embedding"):
     print(f"  {name:>15}: p50 {l['p50_ms']:.2f} ms, p99 {l['p99_ms']:.2f} ms, {l['qps']:.0f} q/s")
 PY
 
+# Local chat models against llama.cpp on the same GGUF files (bench/chat.sh): pp, decode, TTFT, 4 clients.
+bash bench/chat.sh
+
 # Peak RSS of the server and chunks/s end to end (extract, chunk, embed, index) while it ingests a slice of
 # the corpus: the first $INGEST_FILES PDFs by name (embedding all 6,000+ pages takes about half an hour here).
 INGEST_FILES=${INGEST_FILES:-30}

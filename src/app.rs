@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::index::service::SearchService;
+use crate::models::chat::{ChatConfig, ChatModels, registry};
 use crate::models::device::DeviceSpec;
 use crate::models::embed::{EmbedConfig, EmbedderService};
 use crate::pipeline::{Ingest, IngestConfig, Pipelines};
@@ -29,6 +30,8 @@ pub struct App {
     pub started: Instant,
     /// The same, as Unix seconds.
     pub started_unix: i64,
+    /// The local chat models (each on its own engine thread, joined at shutdown).
+    pub chat: ChatModels,
     /// Owner of the embedding model's thread (joined at shutdown).
     embedder: Arc<std::sync::Mutex<Option<EmbedderService>>>,
     /// Stops background tasks (the vector index saver).
@@ -68,6 +71,18 @@ impl App {
         let search = SearchService::open(&config.data_dir, embedder.handle(), store.clone()).context(
             "cannot open the search indexes (after changing the embedding model, run `docpipe reindex`)",
         )?;
+        let chat_config = ChatConfig {
+            models: registry::parse_list(&config.chat_models).map_err(anyhow::Error::msg)?,
+            models_dir: config.models_dir.clone(),
+            device,
+            threads: config.chat_compute_threads(),
+            queue_capacity: config.chat_queue,
+        };
+        let chat = tokio::task::spawn_blocking(move || ChatModels::start(&chat_config))
+            .await?
+            .context(
+                "cannot load the chat models (run `make models`, or set DOCPIPE_CHAT_MODELS)",
+            )?;
         let ingest = Ingest::new(
             store,
             search,
@@ -78,10 +93,11 @@ impl App {
                 max_queued: config.max_queued_files,
             },
         );
-        let router = Router::new(router_config, &[]);
+        let router = Router::new(router_config, &chat.backends());
         Ok(App {
             config: Arc::new(config),
             ingest,
+            chat,
             started: Instant::now(),
             started_unix: chrono::Utc::now().timestamp(),
             embedder: Arc::new(std::sync::Mutex::new(Some(embedder))),
@@ -109,6 +125,8 @@ impl App {
             }
             let _ = r.saver.await;
         }
+        let chat = self.chat.clone();
+        let _ = tokio::task::spawn_blocking(move || chat.shutdown()).await;
         let embedder = self.embedder.lock().ok().and_then(|mut e| e.take());
         if let Some(e) = embedder {
             let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;

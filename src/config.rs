@@ -96,6 +96,18 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_EMBED_OVERFLOW", value_enum, default_value_t = Overflow::Truncate)]
     pub embed_overflow: Overflow,
 
+    /// Local chat models to load, comma-separated: `smollm2`, `qwen2.5-coder` (or their ids); `none` for none.
+    #[arg(long, env = "DOCPIPE_CHAT_MODELS", default_value = crate::models::chat::registry::DEFAULT_MODELS)]
+    pub chat_models: String,
+
+    /// Compute threads of each chat model (default: all cores; one generation runs at a time per model).
+    #[arg(long, env = "DOCPIPE_CHAT_THREADS")]
+    pub chat_threads: Option<usize>,
+
+    /// Chat requests that may wait per model; more get 503 with `Retry-After`.
+    #[arg(long, env = "DOCPIPE_CHAT_QUEUE", default_value_t = crate::models::chat::registry::DEFAULT_QUEUE)]
+    pub chat_queue: usize,
+
     /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -166,6 +178,25 @@ pub fn apply_config_file(path: &Path, command: &clap::Command) -> Result<(), Con
     Ok(())
 }
 
+/// Sizes candle's process-wide quantized-matmul pool (`CANDLE_NUM_THREADS`, read once at its first use) for the
+/// chat models when the operator has not: `DOCPIPE_CHAT_THREADS`, else every core. Unsized, candle picks the
+/// physical core count, and any oversubscription collapses decoding on small machines. Call before any other
+/// thread exists.
+pub fn init_candle_threads() {
+    const CANDLE_THREADS_ENV: &str = "CANDLE_NUM_THREADS";
+    if std::env::var_os(CANDLE_THREADS_ENV).is_some() {
+        return;
+    }
+    let threads = std::env::var("DOCPIPE_CHAT_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+    set_env(CANDLE_THREADS_ENV, &threads.to_string());
+}
+
 #[expect(
     unsafe_code,
     reason = "set_var is unsafe in edition 2024; called before any other thread exists"
@@ -193,7 +224,23 @@ impl Config {
         if self.max_queued_files == 0 {
             return invalid("DOCPIPE_MAX_QUEUED_FILES", "must be greater than 0");
         }
+        if let Err(reason) = crate::models::chat::registry::parse_list(&self.chat_models) {
+            return invalid("DOCPIPE_CHAT_MODELS", &reason);
+        }
+        if self.chat_threads == Some(0) {
+            return invalid("DOCPIPE_CHAT_THREADS", "must be at least 1");
+        }
+        if self.chat_queue == 0 {
+            return invalid("DOCPIPE_CHAT_QUEUE", "must be at least 1");
+        }
         Ok(())
+    }
+
+    /// Compute threads of each chat model: `DOCPIPE_CHAT_THREADS`, else every core.
+    pub fn chat_compute_threads(&self) -> usize {
+        self.chat_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// `host:port` to bind.

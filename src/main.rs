@@ -102,6 +102,36 @@ enum BenchCommand {
         #[arg(required = true)]
         corpus: Vec<PathBuf>,
     },
+    /// Local chat model speed: prompt processing, decoding, time to first token, concurrent clients.
+    Chat {
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory holding the model files.
+        #[arg(long, env = "DOCPIPE_MODELS_DIR", default_value = "./models")]
+        models_dir: PathBuf,
+        /// Models to measure (catalog keys or ids).
+        #[arg(long, value_delimiter = ',', default_value = "smollm2,qwen2.5-coder")]
+        models: Vec<String>,
+        /// Compute threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Prompt tokens of the prompt-processing measurement.
+        #[arg(long, default_value_t = 300)]
+        prompt_tokens: usize,
+        /// Tokens decoded per measurement and per client.
+        #[arg(long, default_value_t = 128)]
+        decode_tokens: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Repetitions (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Folder for the workload the llama.cpp peer replays.
+        #[arg(long)]
+        workload_dir: PathBuf,
+    },
     /// Extraction throughput per format, and PDF speed and word F1 against pdftotext in the same run.
     Extract {
         /// Write the JSON report here.
@@ -127,6 +157,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    config::init_candle_threads();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -191,6 +222,35 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
             .await??;
             write_report(&out, &results)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Chat {
+                    out,
+                    models_dir,
+                    models,
+                    threads,
+                    prompt_tokens,
+                    decode_tokens,
+                    clients,
+                    rounds,
+                    workload_dir,
+                },
+        } => {
+            let args = docpipe::bench::chat::ChatBenchArgs {
+                models_dir,
+                models,
+                threads,
+                prompt_tokens,
+                decode_tokens,
+                clients,
+                rounds,
+                workload_dir,
+            };
+            let report =
+                tokio::task::spawn_blocking(move || docpipe::bench::chat::run(&args)).await??;
+            write_report(&out, &report)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -279,6 +339,8 @@ async fn openapi_spec() -> anyhow::Result<String> {
     let settings = Config::from_arg_matches(&serve_command().get_matches_from(["serve"]))?;
     let app = App::open(Config {
         data_dir: dir.clone(),
+        // The spec does not depend on which models are loaded.
+        chat_models: "none".to_owned(),
         ..settings
     })
     .await?;

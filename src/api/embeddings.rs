@@ -114,7 +114,7 @@ fn inputs(value: serde_json::Value) -> Result<Vec<String>, ApiError> {
 
 impl App {
     fn model_list(&self) -> Vec<ModelObject> {
-        vec![ModelObject {
+        let mut list = vec![ModelObject {
             id: MODEL_NAME.into(),
             object: "model".into(),
             created: self.started_unix,
@@ -122,7 +122,17 @@ impl App {
             kind: "embedding".into(),
             context_window: u32::try_from(MAX_TOKENS).unwrap_or(u32::MAX),
             dimensions: Some(u32::try_from(DIMENSIONS).unwrap_or(u32::MAX)),
-        }]
+        }];
+        list.extend(self.chat.infos().into_iter().map(|info| ModelObject {
+            id: info.id,
+            object: "model".into(),
+            created: self.started_unix,
+            owned_by: info.owned_by,
+            kind: "chat".into(),
+            context_window: u32::try_from(info.context_window).unwrap_or(u32::MAX),
+            dimensions: None,
+        }));
+        list
     }
 }
 
@@ -275,6 +285,12 @@ impl EmbeddingsApi {
             .find(|m| {
                 m.id == model.0
                     || (m.kind == "embedding" && MODEL_ALIASES.contains(&model.0.as_str()))
+                    || (m.kind == "chat"
+                        && self
+                            .app
+                            .chat
+                            .get(&model.0)
+                            .is_some_and(|b| b.info().id == m.id))
             })
             .map(Json)
             .ok_or_else(|| {

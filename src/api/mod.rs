@@ -2,7 +2,9 @@
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
 mod analyze;
+mod chat;
 mod chat_files;
+mod chat_types;
 mod chat_wire;
 mod embeddings;
 pub mod error;
@@ -42,6 +44,7 @@ type Apis = (
     files::FilesApi,
     search::SearchApi,
     embeddings::EmbeddingsApi,
+    chat::ChatApi,
     openai_files::OpenAiFilesApi,
     system::SystemApi,
     chat_files::ChatFilesApi,
@@ -53,6 +56,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         files::FilesApi { app: app.clone() },
         search::SearchApi { app: app.clone() },
         embeddings::EmbeddingsApi { app: app.clone() },
+        chat::ChatApi { app: app.clone() },
         openai_files::OpenAiFilesApi { app: app.clone() },
         system::SystemApi { app: app.clone() },
         chat_files::ChatFilesApi { app: app.clone() },

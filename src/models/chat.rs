@@ -7,9 +7,20 @@
 //! `Err` and nothing more. Dropping the stream cancels the generation: the backend checks
 //! `Sender::is_closed` between decoding steps and stops.
 
+pub mod engine;
+pub mod gguf_tokenizer;
+pub mod model;
+pub mod registry;
+pub mod sampling;
+pub mod template;
+pub mod text;
+
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+
+pub use engine::LocalChatModel;
+pub use registry::{ChatConfig, ChatModels};
 
 /// Who wrote a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

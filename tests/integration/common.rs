@@ -224,6 +224,10 @@ fn spawn(data_dir: &Path, port: u16, env: &[(String, String)]) -> Child {
         .env("DOCPIPE_PORT", port.to_string())
         .env("DOCPIPE_DATA_DIR", data_dir)
         .env("LOG_LEVEL", "info")
+        // The fast chat model only, unless a test asks for more (loading Qwen takes seconds and 1 GB).
+        .env("DOCPIPE_CHAT_MODELS", "smollm2")
+        // Several test servers share the cores: keep each chat engine to one thread.
+        .env("DOCPIPE_CHAT_THREADS", "1")
         .stdout(Stdio::null())
         .stderr(log);
     for (k, v) in env {

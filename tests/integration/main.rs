@@ -2,6 +2,8 @@
 //! blob store. One test binary (modules below) so it links once.
 
 mod api_errors;
+mod chat;
+mod chat_files;
 mod common;
 mod crafted;
 mod embeddings;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make bench-chat`: local chat speed (prompt processing of 300 tokens, decoding of 128, time to first token,
+# 4 concurrent clients) at 2 threads for each local model, and llama.cpp (llama-cpp-python, venv from
+# `make bench-deps-chat-engine`) on the same GGUF files and workload in the same run, with the ratios.
+# JSON: target/bench/chat.json (docpipe, peer and ratios).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${CARGO_TARGET_DIR:-target}/release/docpipe
+OUT=target/bench
+BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/docpipe/bench}
+MODELS=${DOCPIPE_MODELS_DIR:-models}
+THREADS=${CHAT_BENCH_THREADS:-2}
+mkdir -p "$OUT/chat-workload"
+# candle's quantized matmul pool is sized once from this variable.
+CANDLE_NUM_THREADS=$THREADS "$BIN" bench chat --threads "$THREADS" --out "$OUT/chat-docpipe.json" \
+  --workload-dir "$OUT/chat-workload" > /dev/null
+if [ -x "$BENCH_CACHE/venv-llama/bin/python" ]; then
+  "$BENCH_CACHE/venv-llama/bin/python" bench/llama_peer.py "$MODELS" "$OUT/chat-workload" "$OUT/chat-llama.json" \
+    "smollm2=$MODELS/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf" \
+    "qwen2.5-coder=$MODELS/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" 2>/dev/null
+else
+  echo "llama-cpp-python venv missing (make bench-deps-chat-engine): no peer figures" >&2
+  rm -f "$OUT/chat-llama.json"
+fi
+python3 - "$OUT/chat-docpipe.json" "$OUT/chat-llama.json" "$OUT/chat.json" <<'PY'
+import json, os, sys
+ours = json.load(open(sys.argv[1]))
+peer = json.load(open(sys.argv[2])) if os.path.exists(sys.argv[2]) else None
+report = {"threads": ours["threads"], "prompt_tokens": ours["prompt_tokens"],
+          "decode_tokens": ours["decode_tokens"], "docpipe": ours, "peer": peer, "ratios": {}}
+for i, m in enumerate(ours["models"]):
+    p = peer["models"][i] if peer else None
+    r = {}
+    if p:
+        r = {"pp": m["pp_tokens_per_s"] / p["pp_tokens_per_s"],
+             "decode": m["decode_tokens_per_s"] / p["decode_tokens_per_s"],
+             "ttft": m["ttft_ms"] / p["ttft_ms"],
+             "concurrent": m["concurrent"]["tokens_per_s"] / p["concurrent"]["tokens_per_s"]}
+        report["ratios"][m["id"]] = r
+    vs = lambda key, unit, get: (f"{get(m):.1f}{unit}" + (f" vs llama.cpp {get(p):.1f}{unit} ({r[key]:.2f}x)" if p else ""))
+    print(f"chat {m['id']} ({ours['threads']} threads): pp {vs('pp', ' tok/s', lambda x: x['pp_tokens_per_s'])}; "
+          f"decode {vs('decode', ' tok/s', lambda x: x['decode_tokens_per_s'])}; "
+          f"TTFT {vs('ttft', ' ms', lambda x: x['ttft_ms'])}; "
+          f"{m['concurrent']['clients']} clients {vs('concurrent', ' tok/s', lambda x: x['concurrent']['tokens_per_s'])}")
+json.dump(report, open(sys.argv[3], "w"), indent=2)
+PY

@@ -1,0 +1,283 @@
+//! Wire types of the OpenAI-compatible chat and completion endpoints, and their conversion to the engine's
+//! request types. Field docs are the API documentation.
+
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, Object, Union};
+
+use super::error::ErrorBody;
+
+/// One message of the conversation.
+#[derive(Debug, Clone, Object)]
+pub struct ChatMessageIn {
+    /// `system` (or `developer`), `user` or `assistant`.
+    pub role: String,
+    /// The text: a string, or an array of content parts of which the `text` parts are used.
+    pub content: Option<serde_json::Value>,
+    /// Ignored; accepted for compatibility.
+    pub name: Option<String>,
+}
+
+/// Streaming options.
+#[derive(Debug, Clone, Object)]
+pub struct StreamOptions {
+    /// Send one more chunk before `data: [DONE]` with `usage` and empty `choices`.
+    pub include_usage: Option<bool>,
+}
+
+/// An OpenAI chat completion request.
+#[derive(Debug, Clone, Object)]
+pub struct ChatCompletionRequest {
+    /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`), or
+    /// `auto`: the complexity router picks the model (see `POST /api/v1/analyze-complexity`) and `model` in
+    /// the answer names the one that answered.
+    pub model: String,
+    /// The conversation so far.
+    pub messages: Vec<ChatMessageIn>,
+    /// Most tokens to generate (default: what fits the window, at most 512). Prompt plus this must fit the
+    /// model's context window, else 400 `context_length_exceeded`.
+    pub max_tokens: Option<u32>,
+    /// Same as `max_tokens` (OpenAI's newer name); wins when both are given.
+    pub max_completion_tokens: Option<u32>,
+    /// 0 to 2 (default 1); 0 is greedy and deterministic.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass in (0, 1] (default 1).
+    pub top_p: Option<f64>,
+    /// Choices to generate; only 1 is supported.
+    pub n: Option<u32>,
+    /// Answer as server-sent events (`chat.completion.chunk` objects, then `data: [DONE]`).
+    pub stream: Option<bool>,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+    /// A string or up to 4 strings; generation stops before any of them, which are not returned.
+    pub stop: Option<serde_json::Value>,
+    /// Seed of the sampler: the same seed and request give the same answer.
+    pub seed: Option<i64>,
+    /// -2 to 2: penalises tokens that already appeared.
+    pub presence_penalty: Option<f64>,
+    /// -2 to 2: penalises tokens by how often they appeared.
+    pub frequency_penalty: Option<f64>,
+    /// Ignored; accepted for compatibility.
+    pub user: Option<String>,
+}
+
+/// An OpenAI (legacy) completion request.
+#[derive(Debug, Clone, Object)]
+pub struct CompletionRequest {
+    /// A chat model id from `GET /v1/models`.
+    pub model: String,
+    /// The text to continue (a string, or an array holding one string), tokenized as is.
+    pub prompt: serde_json::Value,
+    /// Most tokens to generate (default 16, as OpenAI).
+    pub max_tokens: Option<u32>,
+    /// 0 to 2 (default 1); 0 is greedy and deterministic.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass in (0, 1] (default 1).
+    pub top_p: Option<f64>,
+    /// Choices to generate; only 1 is supported.
+    pub n: Option<u32>,
+    /// Answer as server-sent events (`text_completion` objects, then `data: [DONE]`).
+    pub stream: Option<bool>,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+    /// A string or up to 4 strings; generation stops before any of them.
+    pub stop: Option<serde_json::Value>,
+    /// Seed of the sampler.
+    pub seed: Option<i64>,
+    /// -2 to 2: penalises tokens that already appeared.
+    pub presence_penalty: Option<f64>,
+    /// -2 to 2: penalises tokens by how often they appeared.
+    pub frequency_penalty: Option<f64>,
+    /// Ignored; accepted for compatibility.
+    pub user: Option<String>,
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, Object)]
+pub struct CompletionUsage {
+    /// Tokens in the rendered prompt.
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub completion_tokens: u64,
+    /// The sum.
+    pub total_tokens: u64,
+}
+
+/// The assistant's message.
+#[derive(Debug, Clone, Object)]
+pub struct ChatMessageOut {
+    /// Always `assistant`.
+    pub role: String,
+    /// The answer.
+    pub content: String,
+}
+
+/// One choice of a chat completion.
+#[derive(Debug, Clone, Object)]
+pub struct ChatChoice {
+    /// Always 0.
+    pub index: u32,
+    /// The answer.
+    pub message: ChatMessageOut,
+    /// `stop` (end of turn or a stop sequence) or `length` (`max_tokens` reached).
+    pub finish_reason: String,
+    /// Always null.
+    pub logprobs: Option<serde_json::Value>,
+}
+
+/// An OpenAI chat completion.
+#[derive(Debug, Clone, Object)]
+pub struct ChatCompletion {
+    /// `chatcmpl-...`
+    pub id: String,
+    /// Always `chat.completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that answered.
+    pub model: String,
+    /// One choice.
+    pub choices: Vec<ChatChoice>,
+    /// Token counts.
+    pub usage: CompletionUsage,
+}
+
+/// The new part of the assistant's message in a stream chunk.
+#[derive(Debug, Clone, Object)]
+pub struct ChatDelta {
+    /// `assistant` in the first chunk only.
+    #[oai(skip_serializing_if_is_none)]
+    pub role: Option<String>,
+    /// The next piece of text.
+    #[oai(skip_serializing_if_is_none)]
+    pub content: Option<String>,
+}
+
+/// One choice of a stream chunk.
+#[derive(Debug, Clone, Object)]
+pub struct ChatChunkChoice {
+    /// Always 0.
+    pub index: u32,
+    /// What is new.
+    pub delta: ChatDelta,
+    /// Set in the last content chunk: `stop` or `length`.
+    pub finish_reason: Option<String>,
+    /// Always null.
+    pub logprobs: Option<serde_json::Value>,
+}
+
+/// A streamed piece of a chat completion (`data:` of one server-sent event).
+#[derive(Debug, Clone, Object)]
+pub struct ChatCompletionChunk {
+    /// The same for every chunk of a completion.
+    pub id: String,
+    /// Always `chat.completion.chunk`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that answers.
+    pub model: String,
+    /// One choice; empty in the usage chunk.
+    pub choices: Vec<ChatChunkChoice>,
+    /// Null, except in the extra last chunk sent with `stream_options.include_usage`.
+    pub usage: Option<CompletionUsage>,
+}
+
+/// One choice of a text completion (also a stream chunk's choice).
+#[derive(Debug, Clone, Object)]
+pub struct CompletionChoice {
+    /// The generated text (in a stream: the next piece).
+    pub text: String,
+    /// Always 0.
+    pub index: u32,
+    /// `stop` or `length`; null in stream chunks before the last.
+    pub finish_reason: Option<String>,
+    /// Always null.
+    pub logprobs: Option<serde_json::Value>,
+}
+
+/// An OpenAI text completion, or one streamed piece of it.
+#[derive(Debug, Clone, Object)]
+pub struct Completion {
+    /// `cmpl-...`
+    pub id: String,
+    /// Always `text_completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that answered.
+    pub model: String,
+    /// One choice; empty in the usage chunk of a stream.
+    pub choices: Vec<CompletionChoice>,
+    /// Token counts (in a stream: only in the usage chunk).
+    pub usage: Option<CompletionUsage>,
+}
+
+/// What one server-sent event of a chat stream carries: a chunk, or an error that ended the stream early.
+#[derive(Debug, Clone, Union)]
+pub enum ChatStreamEvent {
+    /// A chunk.
+    Chunk(ChatCompletionChunk),
+    /// The error that ended the stream (then `data: [DONE]`).
+    Error(ErrorBody),
+}
+
+/// What one server-sent event of a completion stream carries.
+#[derive(Debug, Clone, Union)]
+pub enum CompletionStreamEvent {
+    /// A chunk.
+    Chunk(Completion),
+    /// The error that ended the stream (then `data: [DONE]`).
+    Error(ErrorBody),
+}
+
+/// An event stream of `E`; `None` is the closing `data: [DONE]`.
+pub type Events<E> = EventStream<futures::stream::BoxStream<'static, Option<E>>>;
+
+/// The successful answer: the whole `T` as JSON, or server-sent events of `E` with `stream: true`.
+pub enum Reply<T, E: 'static> {
+    /// The whole completion.
+    Whole(Json<T>),
+    /// Server-sent events, each `data:` one chunk, ending with `data: [DONE]`.
+    Stream(Events<E>),
+}
+
+impl<T: Type + ToJSON, E: Type + ToJSON + 'static> poem::IntoResponse for Reply<T, E> {
+    fn into_response(self) -> poem::Response {
+        match self {
+            Reply::Whole(json) => json.into_response(),
+            Reply::Stream(events) => events.into_response(),
+        }
+    }
+}
+
+impl<T: Type + ToJSON, E: Type + ToJSON + 'static> ApiResponse for Reply<T, E> {
+    fn meta() -> MetaResponses {
+        use poem_openapi::payload::Payload as _;
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The completion as JSON; with `stream: true`, server-sent events whose `data` \
+                              are chunks, ending with `data: [DONE]`.",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: Json::<T>::schema_ref(),
+                    },
+                    MetaMediaType {
+                        content_type: "text/event-stream",
+                        schema: Events::<E>::schema_ref(),
+                    },
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+        E::register(registry);
+    }
+}
