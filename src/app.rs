@@ -93,7 +93,7 @@ impl App {
                 max_queued: config.max_queued_files,
             },
         );
-        let router = Router::new(router_config, &[]);
+        let router = Router::new(router_config, &chat.backends());
         Ok(App {
             config: Arc::new(config),
             ingest,

@@ -16,7 +16,7 @@ use super::ApiTags;
 use super::chat_types::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
     ChatDelta, ChatMessageIn, ChatMessageOut, ChatStreamEvent, Completion, CompletionChoice,
-    CompletionRequest, CompletionStreamEvent, CompletionUsage, Reply,
+    CompletionRequest, CompletionStreamEvent, CompletionUsage, Reply, StreamOptions,
 };
 use super::error::{ApiError, ErrorBody, ErrorCode, REQUEST_ID};
 use crate::app::App;
@@ -224,7 +224,13 @@ async fn chat(
     app: &App,
     req: ChatCompletionRequest,
 ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
-    let backend = backend(app, &req.model)?;
+    let auto = req.model.eq_ignore_ascii_case(crate::router::AUTO);
+    // With `auto` the router picks the backend below, after the messages are read.
+    let backend = if auto {
+        None
+    } else {
+        Some(backend(app, &req.model)?)
+    };
     if req.messages.is_empty() {
         return Err(bad("messages must not be empty", "messages"));
     }
@@ -234,8 +240,33 @@ async fn chat(
         .enumerate()
         .map(|(i, m)| message(m, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let prompt = Prompt::Chat(messages);
     let asked = req.max_completion_tokens.or(req.max_tokens);
+    let wire = WireSampling {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        n: req.n,
+        stop: req.stop.as_ref(),
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+    };
+    let Some(backend) = backend else {
+        // `auto`: the complexity router picks the tier (never one whose window cannot hold the request)
+        // and falls back to the next when a tier fails; the answer names the model that answered.
+        let limit = asked.map_or(DEFAULT_CHAT_MAX_TOKENS, |n| n as usize);
+        let params = sampling(&wire, limit)?;
+        let (routed, _) = app
+            .chat_auto(
+                messages,
+                params,
+                crate::router::OutputFormat::Text,
+                asked.is_some(),
+            )
+            .await
+            .map_err(super::chat_wire::chat_error)?;
+        return reply_chat(req.stream, req.stream_options, routed.stream, routed.model).await;
+    };
+    let prompt = Prompt::Chat(messages);
     let limit = max_tokens(
         asked,
         DEFAULT_CHAT_MAX_TOKENS,
@@ -243,18 +274,7 @@ async fn chat(
         &prompt,
         "messages",
     )?;
-    let params = sampling(
-        &WireSampling {
-            temperature: req.temperature,
-            top_p: req.top_p,
-            n: req.n,
-            stop: req.stop.as_ref(),
-            seed: req.seed,
-            presence_penalty: req.presence_penalty,
-            frequency_penalty: req.frequency_penalty,
-        },
-        limit,
-    )?;
+    let params = sampling(&wire, limit)?;
     let stream = backend
         .generate(GenerationRequest {
             prompt,
@@ -262,12 +282,21 @@ async fn chat(
             span: tracing::Span::current(),
         })
         .map_err(|e| chat_error(e, "messages"))?;
+    let model = backend.info().id.clone();
+    reply_chat(req.stream, req.stream_options, stream, model).await
+}
+
+/// A chat completion (or its chunk stream) from a started generation of `model`.
+async fn reply_chat(
+    stream_wanted: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    stream: GenerationStream,
+    model: String,
+) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
-    let model = backend.info().id.clone();
-    if req.stream.unwrap_or(false) {
-        let include_usage = req
-            .stream_options
+    if stream_wanted.unwrap_or(false) {
+        let include_usage = stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
         let meta = ChunkMeta {

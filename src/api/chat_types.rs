@@ -29,7 +29,9 @@ pub struct StreamOptions {
 /// An OpenAI chat completion request.
 #[derive(Debug, Clone, Object)]
 pub struct ChatCompletionRequest {
-    /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`).
+    /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`), or
+    /// `auto`: the complexity router picks the model (see `POST /api/v1/analyze-complexity`) and `model` in
+    /// the answer names the one that answered.
     pub model: String,
     /// The conversation so far.
     pub messages: Vec<ChatMessageIn>,

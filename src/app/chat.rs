@@ -296,6 +296,9 @@ impl App {
 
     /// The model a client named: a loaded local model, or a tier's (remote) model.
     fn named_model(&self, model: &str) -> Result<SharedChatBackend, ChatFilesError> {
+        if let Some(local) = self.chat.get(model) {
+            return Ok(local);
+        }
         self.router
             .tiers()
             .iter()

@@ -43,7 +43,7 @@ pub struct TierConfig {
     /// Price per 1,000 tokens, shown in analyses.
     #[serde(default)]
     pub cost_per_1k_tokens: f64,
-    /// Remote only: the API base, e.g. `http://host:8000/v1`.
+    /// Remote only: the API base, e.g. `http://host:8000/v1` (plain HTTP: this build has no TLS stack).
     pub base_url: Option<String>,
     /// Remote only: the environment variable holding the API key (sent as a bearer token).
     pub api_key_env: Option<String>,
@@ -154,12 +154,19 @@ impl RouterConfig {
             }
             match t.kind {
                 TierKind::Remote => {
-                    if t.base_url
-                        .as_deref()
-                        .is_none_or(|u| !(u.starts_with("http://") || u.starts_with("https://")))
-                    {
+                    let url = t.base_url.as_deref().unwrap_or_default();
+                    if url.starts_with("https://") {
+                        // reqwest is built without a TLS stack (it would add a C crypto build to every
+                        // build); reach HTTPS providers through a local TLS-terminating proxy.
                         return Err(format!(
-                            "remote tier `{}` needs a base_url starting with http:// or https://",
+                            "remote tier `{}`: this build speaks plain HTTP only; point base_url at an http:// \
+                             endpoint (for an HTTPS provider, a local TLS-terminating proxy)",
+                            t.name
+                        ));
+                    }
+                    if !url.starts_with("http://") {
+                        return Err(format!(
+                            "remote tier `{}` needs a base_url starting with http://",
                             t.name
                         ));
                     }
@@ -232,6 +239,11 @@ mod tests {
         assert!(parse(base).unwrap_err().contains("base_url"));
         let with_url = format!("{base}base_url = \"http://x/v1\"\n");
         assert!(parse(&with_url).unwrap_err().contains("context_window"));
+        let https = base.replace(
+            "min_score",
+            "base_url = \"https://x/v1\"\ncontext_window = 9\nmin_score",
+        );
+        assert!(parse(&https).unwrap_err().contains("plain HTTP"));
         let ok = format!("{with_url}context_window = 4096\ntimeout_secs = 3\n");
         let c = parse(&ok).expect("valid");
         assert_eq!(c.tiers[0].timeout(), Duration::from_secs(3));

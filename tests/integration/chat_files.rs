@@ -14,7 +14,9 @@ use crate::router::router_config;
 fn small_budget_config() -> String {
     let shipped = include_str!("../../pipelines/router.toml");
     let tiers = shipped.split("[grounding]").next().expect("tiers");
-    format!("{tiers}[grounding]\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n")
+    format!(
+        "{tiers}[grounding]\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n"
+    )
 }
 
 async fn post(server: &Server, path: &str, body: &Value) -> (StatusCode, Value) {
@@ -61,7 +63,10 @@ fn assert_numbering(answer: &str, sources: &[Value]) {
         }
     }
     for n in &cited {
-        assert!(numbers.contains(n), "answer cites [{n}] but sources are {numbers:?}: {answer}");
+        assert!(
+            numbers.contains(n),
+            "answer cites [{n}] but sources are {numbers:?}: {answer}"
+        );
     }
     for s in sources {
         let n = s["number"].as_u64().expect("number");
@@ -77,7 +82,11 @@ fn assert_pear_source(sources: &[Value], pdf: &str) {
     assert_eq!(hit["filename"], "report.pdf");
     assert_eq!(hit["location"]["type"], "pages", "{hit}");
     assert!(hit["chunk_id"].as_str().is_some_and(|c| c.starts_with(pdf)));
-    assert!(hit["location_label"].as_str().is_some_and(|l| l.starts_with("page")));
+    assert!(
+        hit["location_label"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("page"))
+    );
 }
 
 #[tokio::test]
@@ -94,7 +103,9 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
     let (status, body) = post(&server, "/api/v1/chat/multimodal", &question).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["object"], "chat.completion");
-    let answer = body["choices"][0]["message"]["content"].as_str().expect("answer");
+    let answer = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("answer");
     assert!(!answer.trim().is_empty(), "{body}");
     let sources = body["sources"].as_array().expect("sources");
     assert!(!sources.is_empty() && sources.len() <= 3, "{body}");
@@ -102,7 +113,12 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
     assert_numbering(answer, sources);
     assert_ne!(body["model"], "auto");
     assert!(body["routing"]["tier"].as_str().is_some(), "{body}");
-    assert!(body["usage"]["prompt_tokens"].as_u64().is_some_and(|t| t > 50), "{body}");
+    assert!(
+        body["usage"]["prompt_tokens"]
+            .as_u64()
+            .is_some_and(|t| t > 50),
+        "{body}"
+    );
 
     // Streamed: chunks, then the last one carries the sources, then [DONE].
     let mut streamed = question.clone();
@@ -139,7 +155,10 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
     assert!(last["choices"][0]["finish_reason"].is_string(), "{last}");
     assert!(chunks.iter().all(|c| c["model"] != "auto"), "{text}");
     let usage = chunks.last().expect("usage chunk");
-    assert!(usage["usage"]["completion_tokens"].as_u64().is_some(), "{usage}");
+    assert!(
+        usage["usage"]["completion_tokens"].as_u64().is_some(),
+        "{usage}"
+    );
     let sources = last["sources"].as_array().expect("sources");
     assert_pear_source(sources, &ids[0]);
     assert_numbering(&content, sources);
@@ -148,14 +167,16 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
 
 #[tokio::test]
 async fn trivial_and_complex_requests_are_answered_by_different_tiers() {
-    let server = Server::start().await;
+    // Both shipped tiers' models (the harness loads only SmolLM2 by default).
+    let server = Server::start_with(&[("DOCPIPE_CHAT_MODELS", "smollm2,qwen2.5-coder")]).await;
     let f = server
-        .upload_and_wait("notes.txt", b"The build uses cargo. Tests run with --release.".to_vec())
+        .upload_and_wait(
+            "notes.txt",
+            b"The build uses cargo. Tests run with --release.".to_vec(),
+        )
         .await;
     let id = f["id"].as_str().expect("id");
-    let ask = |text: &str| {
-        json!({"messages": [{"role": "user", "content": text}], "file_ids": [id], "max_tokens": 8})
-    };
+    let ask = |text: &str| json!({"messages": [{"role": "user", "content": text}], "file_ids": [id], "max_tokens": 8});
     let (status, easy) = post(&server, "/api/v1/chat/multimodal", &ask("Hi!")).await;
     assert_eq!(status, StatusCode::OK, "{easy}");
     let (status, hard) = post(
@@ -171,7 +192,45 @@ async fn trivial_and_complex_requests_are_answered_by_different_tiers() {
     assert!(
         hard["routing"]["complexity_score"].as_f64() > easy["routing"]["complexity_score"].as_f64()
     );
-    assert!(hard["routing"]["reason"].as_str().is_some_and(|r| r.contains("strong")));
+    assert!(
+        hard["routing"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("strong"))
+    );
+
+    // `auto` on the OpenAI endpoint, streamed: every chunk names the model that answers, never `auto`.
+    let text = server
+        .http
+        .post(server.url("/v1/chat/completions"))
+        .json(
+            &json!({"model": "auto", "messages": [{"role": "user", "content": "Hi!"}],
+                      "max_tokens": 4, "stream": true}),
+        )
+        .send()
+        .await
+        .expect("stream")
+        .text()
+        .await
+        .expect("body");
+    let models: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| c["model"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        models.into_iter().collect::<Vec<_>>(),
+        [easy["model"].as_str().expect("model").to_owned()],
+        "{text}"
+    );
+    let (status, whole) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "auto", "messages": [{"role": "user", "content": "Hi!"}], "max_tokens": 4}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    assert_eq!(whole["model"], easy["model"]);
 }
 
 #[tokio::test]
@@ -220,10 +279,15 @@ max_score = 1.0
     let server = Server::start_with(&[
         ("DOCPIPE_ROUTER_CONFIG", config.to_str().expect("utf-8")),
         ("DOCPIPE_TEST_PEER_KEY", "test-key"),
+        // Only the remote tiers answer here.
+        ("DOCPIPE_CHAT_MODELS", "none"),
     ])
     .await;
     let f = server
-        .upload_and_wait("pets.txt", b"Our cat is called Miso and she is nine years old.".to_vec())
+        .upload_and_wait(
+            "pets.txt",
+            b"Our cat is called Miso and she is nine years old.".to_vec(),
+        )
         .await;
     let body = json!({
         "messages": [{"role": "user", "content": "What is the cat called?"}],
@@ -234,8 +298,16 @@ max_score = 1.0
     assert_eq!(status, StatusCode::OK, "{resp}");
     assert_eq!(resp["routing"]["tier"], "peer", "{resp}");
     assert_eq!(resp["routing"]["fallbacks"][0]["tier"], "down", "{resp}");
-    assert_eq!(resp["model"].as_str(), Some(fast_model.as_str()), "the peer's model answered: {resp}");
-    assert!(resp["choices"][0]["message"]["content"].as_str().is_some_and(|c| !c.is_empty()));
+    assert_eq!(
+        resp["model"].as_str(),
+        Some(fast_model.as_str()),
+        "the peer's model answered: {resp}"
+    );
+    assert!(
+        resp["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
     assert_eq!(resp["sources"][0]["filename"], "pets.txt");
 
     // Streaming through the remote tier works too.

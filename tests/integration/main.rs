@@ -3,6 +3,7 @@
 
 mod api_errors;
 mod chat;
+mod chat_files;
 mod common;
 mod crafted;
 mod embeddings;
