@@ -1,23 +1,26 @@
 //! HTTP only: routes, wire types, error mapping and the edge middleware. Handlers parse the request, call
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
+pub mod auth;
 mod embeddings;
 pub mod error;
 mod files;
+mod keys;
 pub mod middleware;
+mod monitoring;
 mod openai_files;
 mod search;
 mod system;
 pub mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::App;
 use middleware::Edge;
-
-/// The tenant every request acts for until API keys assign one.
-pub const TENANT: &str = "default";
 
 /// Groups of endpoints in the OpenAPI document.
 #[derive(Tags)]
@@ -31,6 +34,8 @@ pub enum ApiTags {
     OpenAi,
     /// Health and operations.
     System,
+    /// API keys (admin).
+    Keys,
 }
 
 type Apis = (
@@ -39,6 +44,8 @@ type Apis = (
     embeddings::EmbeddingsApi,
     openai_files::OpenAiFilesApi,
     system::SystemApi,
+    keys::KeysApi,
+    monitoring::MonitoringApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -48,6 +55,8 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         embeddings::EmbeddingsApi { app: app.clone() },
         openai_files::OpenAiFilesApi { app: app.clone() },
         system::SystemApi { app: app.clone() },
+        keys::KeysApi { app: app.clone() },
+        monitoring::MonitoringApi { app: app.clone() },
     );
     OpenApiService::new(apis, "docpipe", env!("CARGO_PKG_VERSION"))
         .description(
@@ -68,10 +77,37 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
     let edge = Edge {
         max_file_size: app.config.max_file_size,
     };
+    let config = &app.config;
+    let guard = Arc::new(auth::Guard::new(
+        app.keys.clone(),
+        config.rate_limit_requests,
+        Duration::from_secs(config.rate_limit_window),
+        Duration::from_secs(config.body_timeout_secs),
+    ));
+    let metrics_app = app.clone();
+    let cors = poem::middleware::Cors::new()
+        .allow_origins(config.cors_origins.iter().map(|o| o.trim().to_owned()))
+        .allow_headers(["authorization", "x-api-key", "content-type", "x-request-id"])
+        .expose_headers([
+            "x-request-id",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "retry-after",
+        ])
+        .allow_credentials(false);
     Route::new()
+        .at(
+            "/metrics",
+            poem::get(poem::endpoint::make(move |_| {
+                monitoring::prometheus(metrics_app.clone())
+            })),
+        )
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/redoc", api.redoc())
         .nest("/", api)
+        .around(move |ep, req| Arc::clone(&guard).handle(ep, req))
         .around(move |ep, req| edge.handle(ep, req))
+        .with_if(!config.cors_origins.is_empty(), cors)
 }

@@ -2,11 +2,14 @@
 //! blob store. One test binary (modules below) so it links once.
 
 mod api_errors;
+mod auth;
 mod common;
 mod crafted;
 mod embeddings;
 mod files;
 mod fixtures;
+mod limits;
+mod monitoring;
 mod openapi;
 mod restart;
 mod search;
