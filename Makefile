@@ -8,12 +8,12 @@ BIN := $(CARGO_TARGET_DIR)/release/docpipe
 # Debian packages needed to build (bindgen, cmake for whisper.cpp) and run (OCR, PDF rendering).
 APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tesseract-ocr-eng \
 	libtesseract-dev libleptonica-dev poppler-utils python3 python3-pip ca-certificates
-# Used by the test suite only: venv for the official OpenAI client.
-APT_TEST_PACKAGES := python3-venv
+# Used by the test suite only: venv for the official OpenAI client; promtool (package prometheus) checks /metrics.
+APT_TEST_PACKAGES := python3-venv prometheus
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
 
-.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine
+.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine soak bench-deps-auth
 
 run: deps models build
 	DOCPIPE_PORT=$${DOCPIPE_PORT:-8001} DOCPIPE_DATA_DIR=$${DOCPIPE_DATA_DIR:-./data} $(BIN) serve
@@ -70,6 +70,16 @@ bench-deps: bench-deps-chat-engine
 	@$(BENCH_CACHE)/venv-st/bin/python -c 'import sentence_transformers' 2>/dev/null || { \
 	  python3 -m venv $(BENCH_CACHE)/venv-st && \
 	  $(BENCH_CACHE)/venv-st/bin/pip install -q --disable-pip-version-check $(SENTENCE_TRANSFORMERS); }
+
+## Mixed-load soak (uploads, search, embeddings with API keys of two tenants) and wrk on /health.
+soak: deps models build bench-deps-auth
+	bash bench/soak/run.sh
+
+## wrk (Debian) for the soak's /health throughput figure.
+bench-deps: bench-deps-auth
+bench-deps-auth:
+	@command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk; }
 
 clean-data:
 	rm -rf data

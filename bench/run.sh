@@ -71,7 +71,7 @@ slice=$(mktemp -d)
 ls "$corpus"/*.pdf | head -n "$INGEST_FILES" | xargs -I{} cp {} "$slice/"
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
+RATE_LIMIT_REQUESTS=0 DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.log" "$slice"' EXIT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
@@ -106,3 +106,4 @@ python3 bench/retrieval/run.py --server "http://127.0.0.1:$port" --corpus "$corp
 
 # Chat with files: upload-then-first-token for a 10-page PDF, against pdftotext + llama.cpp on the same prompt.
 bash bench/chat_files.sh
+bash bench/soak/run.sh

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 
+use crate::auth::KeyRing;
 use crate::config::Config;
 use crate::index::service::SearchService;
 use crate::models::chat::{ChatConfig, ChatModels, registry};
@@ -32,6 +33,10 @@ pub struct App {
     pub started_unix: i64,
     /// The local chat models (each on its own engine thread, joined at shutdown).
     pub chat: ChatModels,
+    /// API keys (deny by default once an admin key is configured).
+    pub keys: KeyRing,
+    /// Set when shutdown began: readiness answers 503 so load balancers stop sending requests.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Owner of the embedding model's thread (joined at shutdown).
     embedder: Arc<std::sync::Mutex<Option<EmbedderService>>>,
     /// Stops background tasks (the vector index saver).
@@ -58,6 +63,9 @@ impl App {
                 config.data_dir.display()
             )
         })?;
+        let keys = KeyRing::load(store.clone(), config.admin_key())
+            .await
+            .context("cannot read the API keys")?;
         let device: DeviceSpec = config.device.parse().context("DOCPIPE_DEVICE")?;
         let mut embed_config = EmbedConfig::from_models_dir(&config.models_dir);
         embed_config.device = device;
@@ -100,6 +108,8 @@ impl App {
             chat,
             started: Instant::now(),
             started_unix: chrono::Utc::now().timestamp(),
+            keys,
+            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             embedder: Arc::new(std::sync::Mutex::new(Some(embedder))),
             stop: tokio_util::sync::CancellationToken::new(),
             router: Arc::new(router),
@@ -113,6 +123,19 @@ impl App {
         let workers = self.ingest.start().await?;
         let saver = self.ingest.search().spawn_saver(self.stop.clone());
         Ok(Running { workers, saver })
+    }
+
+    /// Names of the local models loaded and serving (empty once shut down).
+    pub fn models_loaded(&self) -> Vec<String> {
+        let embedder = self
+            .embedder
+            .lock()
+            .ok()
+            .and_then(|e| e.as_ref().map(|e| e.handle().info().model.to_owned()));
+        embedder
+            .into_iter()
+            .chain(self.chat.infos().into_iter().map(|m| m.id))
+            .collect()
     }
 
     /// Stops the workers and background tasks, saves the indexes, joins the model thread, closes the database.

@@ -107,6 +107,41 @@ pub struct Config {
     /// Chat requests that may wait per model; more get 503 with `Retry-After`.
     #[arg(long, env = "DOCPIPE_CHAT_QUEUE", default_value_t = crate::models::chat::registry::DEFAULT_QUEUE)]
     pub chat_queue: usize,
+    /// Admin API key. When set (here or as `API_KEY`), every route except `/health`, `/docs`, `/redoc` and
+    /// `/openapi.json` needs a key (`X-API-Key: <key>` or `Authorization: Bearer <key>`); this one acts for
+    /// tenant `default` with every scope and manages keys of all tenants. Unset: the server runs open.
+    #[arg(long, env = "DOCPIPE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+
+    /// The seed platform's name for `DOCPIPE_ADMIN_KEY` (used when that is unset).
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+
+    /// Requests allowed per key (per client IP without a key) in each `RATE_LIMIT_WINDOW`; 0 turns the
+    /// limit off.
+    #[arg(long, env = "RATE_LIMIT_REQUESTS", default_value_t = 100)]
+    pub rate_limit_requests: u32,
+
+    /// The rate limit's window in seconds.
+    #[arg(long, env = "RATE_LIMIT_WINDOW", default_value_t = 60)]
+    pub rate_limit_window: u64,
+
+    /// Origins allowed to call the API from a browser (comma-separated, e.g. `https://app.example.com`).
+    /// None by default; `*` is refused.
+    #[arg(long, env = "DOCPIPE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Seconds a connection may stay silent (also while sending headers or a body) before it is closed.
+    #[arg(long, env = "DOCPIPE_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub idle_timeout_secs: u64,
+
+    /// Longest time to receive a request body, in seconds (slow clients cannot hold a connection).
+    #[arg(long, env = "DOCPIPE_BODY_TIMEOUT_SECS", default_value_t = 300)]
+    pub body_timeout_secs: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before the server stops anyway.
+    #[arg(long, env = "DOCPIPE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
 
     /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
@@ -116,6 +151,26 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// A secret setting: never printed (`Debug` shows `"***"`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Shortest admin key accepted.
+const MIN_ADMIN_KEY_LEN: usize = 16;
 
 /// Errors found while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +288,21 @@ impl Config {
         if self.chat_queue == 0 {
             return invalid("DOCPIPE_CHAT_QUEUE", "must be at least 1");
         }
+        if self.rate_limit_window == 0 {
+            return invalid("RATE_LIMIT_WINDOW", "must be greater than 0");
+        }
+        if self.cors_origins.iter().any(|o| o.trim() == "*") {
+            return invalid(
+                "DOCPIPE_CORS_ORIGINS",
+                "`*` is not allowed: list the origins that may call the API",
+            );
+        }
+        if self
+            .admin_key()
+            .is_some_and(|k| k.len() < MIN_ADMIN_KEY_LEN)
+        {
+            return invalid("DOCPIPE_ADMIN_KEY", "must have at least 16 characters");
+        }
         Ok(())
     }
 
@@ -241,6 +311,15 @@ impl Config {
         self.chat_threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         })
+    }
+
+    /// The admin key (`DOCPIPE_ADMIN_KEY`, else `API_KEY`), when one is set and not empty.
+    pub fn admin_key(&self) -> Option<&str> {
+        self.admin_key
+            .as_ref()
+            .or(self.api_key.as_ref())
+            .map(|s| s.0.as_str())
+            .filter(|s| !s.is_empty())
     }
 
     /// `host:port` to bind.

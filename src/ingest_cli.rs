@@ -75,17 +75,47 @@ async fn upload(client: &reqwest::Client, server: &str, path: &Path) -> Result<F
         .and_then(|n| n.to_str())
         .unwrap_or("upload")
         .to_owned();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes).file_name(name),
-    );
-    let resp = client
-        .post(format!("{server}/api/v1/upload"))
-        .multipart(form)
-        .send()
-        .await
-        .map_err(|e| format!("upload failed: {e}"))?;
+    let resp = send_retrying(|| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone()),
+        );
+        client
+            .post(format!("{server}/api/v1/upload"))
+            .multipart(form)
+    })
+    .await
+    .map_err(|e| format!("upload failed: {e}"))?;
     reply(resp).await
+}
+
+/// Most attempts of one request refused with 429 or 503.
+const MAX_ATTEMPTS: u32 = 20;
+/// Longest `Retry-After` honoured, in seconds.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
+/// Sends the request `make` builds, waiting `Retry-After` seconds and sending it again while the server
+/// answers 429 (rate limited) or 503 (queue full).
+async fn send_retrying(
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut attempt = 1;
+    loop {
+        let resp = make().send().await?;
+        let status = resp.status().as_u16();
+        if !matches!(status, 429 | 503) || attempt >= MAX_ATTEMPTS {
+            return Ok(resp);
+        }
+        let wait = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1)
+            .clamp(1, MAX_RETRY_AFTER_SECS);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        attempt += 1;
+    }
 }
 
 async fn reply(resp: reqwest::Response) -> Result<FileReply, String> {
@@ -109,8 +139,20 @@ async fn reply(resp: reqwest::Response) -> Result<FileReply, String> {
 }
 
 /// Uploads `files` to `server` and waits until each is ready or failed.
-pub async fn run(server: &str, files: Vec<PathBuf>, bar: &ProgressBar) -> Vec<Outcome> {
-    let client = reqwest::Client::new();
+pub async fn run(
+    server: &str,
+    api_key: Option<&str>,
+    files: Vec<PathBuf>,
+    bar: &ProgressBar,
+) -> Vec<Outcome> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(v) = api_key.and_then(|k| reqwest::header::HeaderValue::from_str(k).ok()) {
+        headers.insert("x-api-key", v);
+    }
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_default();
     let server = server.trim_end_matches('/');
     bar.set_length(files.len() as u64);
     bar.set_message("uploading");
@@ -150,10 +192,7 @@ pub async fn run(server: &str, files: Vec<PathBuf>, bar: &ProgressBar) -> Vec<Ou
         let mut still = Vec::new();
         for mut o in pending {
             let id = o.file_id.clone().unwrap_or_default();
-            let resp = client
-                .get(format!("{server}/api/v1/files/{id}"))
-                .send()
-                .await;
+            let resp = send_retrying(|| client.get(format!("{server}/api/v1/files/{id}"))).await;
             let state = match resp {
                 Ok(r) => reply(r).await,
                 Err(e) => Err(format!("status check failed: {e}")),

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod chunk;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod extract;
 pub mod index;
 pub mod ingest_cli;
 pub mod models;
+pub mod monitor;
 pub mod pipeline;
 pub mod router;
 pub mod store;

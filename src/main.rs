@@ -49,6 +49,9 @@ enum Command {
         /// The server's base URL.
         #[arg(long, env = "DOCPIPE_SERVER", default_value = "http://localhost:8001")]
         server: String,
+        /// API key (with the `write` scope) when the server requires keys.
+        #[arg(long, env = "DOCPIPE_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
         /// Files and folders (folders are walked recursively; hidden files are skipped).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -292,13 +295,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             write_report(&out, &report)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { server, paths } => {
+        Command::Ingest {
+            server,
+            api_key,
+            paths,
+        } => {
             let files = ingest_cli::collect(&paths);
             if files.is_empty() {
                 anyhow::bail!("no files found under the given paths");
             }
             let bar = ingest_cli::progress_bar(files.len() as u64);
-            let outcomes = ingest_cli::run(&server, files, &bar).await;
+            let outcomes = ingest_cli::run(&server, api_key.as_deref(), files, &bar).await;
             let failed: Vec<_> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
             println!(
                 "{} files: {} ready, {} failed",
@@ -354,19 +361,39 @@ async fn serve(settings: Config) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log_level, settings.log_format);
     tracing::info!(?settings, "starting docpipe");
     let app = App::open(settings).await?;
+    if app.keys.enabled() {
+        tracing::info!(
+            "API keys required on every route but /health, /docs, /redoc and /openapi.json"
+        );
+    } else {
+        tracing::warn!(
+            "NO ADMIN KEY IS SET (DOCPIPE_ADMIN_KEY or API_KEY): the API is open to anyone who can reach \
+             this port. Set one before exposing the server beyond this machine."
+        );
+    }
     let running = app.start().await?;
     let addr = app.config.listen_addr();
     let listener = poem::listener::TcpListener::bind(addr.clone());
     tracing::info!(%addr, "listening; Swagger UI at /docs");
+    let draining = std::sync::Arc::clone(&app.draining);
+    let grace = std::time::Duration::from_secs(app.config.shutdown_grace_secs);
     poem::Server::new(listener)
+        .idle_timeout(std::time::Duration::from_secs(app.config.idle_timeout_secs))
         .run_with_graceful_shutdown(
             api::routes(&app),
-            shutdown_signal(),
-            Some(std::time::Duration::from_secs(30)),
+            async move {
+                shutdown_signal().await;
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    grace_seconds = grace.as_secs(),
+                    "shutdown requested: no new connections; finishing in-flight requests"
+                );
+            },
+            Some(grace),
         )
         .await
         .with_context(|| format!("cannot serve on {addr}"))?;
-    tracing::info!("shutting down");
+    tracing::info!("requests finished; stopping workers and models");
     app.shutdown(Some(running)).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,3 +16,6 @@ pub fn init(level: &str, format: LogFormat) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+pub mod metrics;
+pub mod perf;

@@ -4,9 +4,10 @@
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
+use super::ApiTags;
+use super::auth::Caller;
 use super::chat_wire::{ChatBody, chat_error, turn_of};
 use super::error::ApiError;
-use super::{ApiTags, TENANT};
 use crate::app::{Analysis, App};
 
 /// One named part of the score.
@@ -158,11 +159,15 @@ impl AnalyzeApi {
     /// prompt tokens, and the tiers that cannot take it (a model whose window cannot hold the request is
     /// never chosen). Nothing is generated.
     #[oai(path = "/api/v1/analyze-complexity", method = "post")]
-    async fn analyze(&self, body: Json<ChatBody>) -> Result<Json<AnalyzeResponse>, ApiError> {
+    async fn analyze(
+        &self,
+        caller: Caller,
+        body: Json<ChatBody>,
+    ) -> Result<Json<AnalyzeResponse>, ApiError> {
         let turn = turn_of(body.0, true)?;
         let analysis = self
             .app
-            .analyze_complexity(TENANT, &turn)
+            .analyze_complexity(&caller.tenant, &turn)
             .await
             .map_err(chat_error)?;
         Ok(Json(analysis.into()))

@@ -13,6 +13,7 @@ use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON as _;
 
 use super::ApiTags;
+use super::auth::Caller;
 use super::chat_types::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
     ChatDelta, ChatMessageIn, ChatMessageOut, ChatStreamEvent, Completion, CompletionChoice,
@@ -50,6 +51,7 @@ impl ChatApi {
     #[oai(path = "/v1/chat/completions", method = "post")]
     async fn chat_completions(
         &self,
+        _caller: Caller,
         body: Json<ChatCompletionRequest>,
     ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
         chat(&self.app, body.0).await
@@ -61,6 +63,7 @@ impl ChatApi {
     #[oai(path = "/api/v1/chat/completions", method = "post")]
     async fn api_chat_completions(
         &self,
+        _caller: Caller,
         body: Json<ChatCompletionRequest>,
     ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
         chat(&self.app, body.0).await
@@ -73,6 +76,7 @@ impl ChatApi {
     #[oai(path = "/v1/completions", method = "post")]
     async fn completions(
         &self,
+        _caller: Caller,
         body: Json<CompletionRequest>,
     ) -> Result<Reply<Completion, CompletionStreamEvent>, ApiError> {
         complete(&self.app, body.0).await

@@ -11,9 +11,10 @@ use poem_openapi::registry::{
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::ApiTags;
+use super::auth::Caller;
 use super::chat_wire::{ChatBody, RoutingDto, UsageDto, chat_error, turn_of};
 use super::error::ApiError;
-use super::{ApiTags, TENANT};
 use crate::app::{App, FileChat, snippet};
 use crate::models::chat::{ChatError, FinishReason, GenerationEvent, GenerationStream, Usage};
 use crate::router::grounded::{Source, cited_numbers, location_label};
@@ -320,16 +321,7 @@ impl Streaming {
             }
             Some(Err(e)) => {
                 self.over = true;
-                let body = match chat_error(e.into()) {
-                    ApiError::BadRequest(b)
-                    | ApiError::NotFound(b)
-                    | ApiError::Conflict(b)
-                    | ApiError::PayloadTooLarge(b)
-                    | ApiError::UnsupportedMediaType(b)
-                    | ApiError::Unprocessable(b)
-                    | ApiError::Internal(b)
-                    | ApiError::Unavailable(b, _) => b.0,
-                };
+                let body = chat_error(e.into()).into_body();
                 Some(vec![
                     Event::message(serde_json::to_string(&body).unwrap_or_default()),
                     Event::message("[DONE]"),
@@ -401,12 +393,12 @@ pub struct ChatFilesApi {
 }
 
 impl ChatFilesApi {
-    async fn answer(&self, body: ChatBody) -> Result<ChatReply, ApiError> {
+    async fn answer(&self, caller: &Caller, body: ChatBody) -> Result<ChatReply, ApiError> {
         let (stream, include_usage) = (body.stream.unwrap_or(false), body.include_usage());
         let turn = turn_of(body, true)?;
         let chat = self
             .app
-            .chat_with_files(TENANT, turn)
+            .chat_with_files(&caller.tenant, turn)
             .await
             .map_err(chat_error)?;
         reply(chat, stream, include_usage).await
@@ -424,8 +416,12 @@ impl ChatFilesApi {
     /// `temperature` to 0. With `stream: true` the answer comes as `chat.completion.chunk` events and the last
     /// chunk carries `sources`. A file still processing gives 409 with its status; an unknown file 404.
     #[oai(path = "/api/v1/chat/multimodal", method = "post")]
-    async fn multimodal(&self, body: Json<ChatBody>) -> Result<ChatReply, ApiError> {
-        self.answer(body.0).await
+    async fn multimodal(
+        &self,
+        caller: Caller,
+        body: Json<ChatBody>,
+    ) -> Result<ChatReply, ApiError> {
+        self.answer(&caller, body.0).await
     }
 
     /// Chat with files, audio included
@@ -433,7 +429,11 @@ impl ChatFilesApi {
     /// The same as `/api/v1/chat/multimodal`, for conversations over recordings as well as documents: an
     /// audio file's sources are transcript segments and their `location` is a time range in seconds.
     #[oai(path = "/api/v1/chat/multimodal-audio", method = "post")]
-    async fn multimodal_audio(&self, body: Json<ChatBody>) -> Result<ChatReply, ApiError> {
-        self.answer(body.0).await
+    async fn multimodal_audio(
+        &self,
+        caller: Caller,
+        body: Json<ChatBody>,
+    ) -> Result<ChatReply, ApiError> {
+        self.answer(&caller, body.0).await
     }
 }

@@ -7,6 +7,7 @@ use poem_openapi::payload::{Json, Response};
 use poem_openapi::{Object, OpenApi};
 
 use super::ApiTags;
+use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use crate::app::App;
 use crate::config::Overflow;
@@ -151,6 +152,7 @@ impl EmbeddingsApi {
     #[oai(path = "/v1/embeddings", method = "post")]
     async fn create(
         &self,
+        _caller: Caller,
         body: Json<EmbeddingsRequest>,
     ) -> Result<Response<Json<EmbeddingsResponse>>, ApiError> {
         let req = body.0;
@@ -268,7 +270,7 @@ impl EmbeddingsApi {
     /// Every model this server runs, with its kind and context window.
     #[oai(path = "/v1/models", method = "get")]
     #[expect(clippy::unused_async, reason = "poem-openapi handlers are async")]
-    async fn models(&self) -> Json<ModelList> {
+    async fn models(&self, _caller: Caller) -> Json<ModelList> {
         Json(ModelList {
             object: "list".into(),
             data: self.app.model_list(),
@@ -278,7 +280,11 @@ impl EmbeddingsApi {
     /// Get a model
     #[oai(path = "/v1/models/:model", method = "get")]
     #[expect(clippy::unused_async, reason = "poem-openapi handlers are async")]
-    async fn model(&self, model: Path<String>) -> Result<Json<ModelObject>, ApiError> {
+    async fn model(
+        &self,
+        _caller: Caller,
+        model: Path<String>,
+    ) -> Result<Json<ModelObject>, ApiError> {
         self.app
             .model_list()
             .into_iter()

@@ -5,6 +5,7 @@
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
+use crate::auth::{AuthError, KeyError};
 use crate::extract::DetectError;
 use crate::pipeline::{FileOpError, RETRY_AFTER_SECS, UploadError};
 
@@ -31,6 +32,13 @@ pub enum ErrorCode {
     FileNotReady,
     Overloaded,
     Internal,
+    MissingApiKey,
+    InvalidApiKey,
+    ExpiredApiKey,
+    RevokedApiKey,
+    InsufficientScope,
+    RateLimited,
+    KeyNotFound,
 }
 
 /// Status, OpenAI error type and code of an [`ErrorCode`].
@@ -65,6 +73,13 @@ impl ErrorCode {
             ErrorCode::FileNotReady => (409, "invalid_request_error", "file_not_ready"),
             ErrorCode::Overloaded => (503, "server_error", "overloaded"),
             ErrorCode::Internal => (500, "server_error", "internal_error"),
+            ErrorCode::MissingApiKey => (401, "authentication_error", "missing_api_key"),
+            ErrorCode::InvalidApiKey => (401, "authentication_error", "invalid_api_key"),
+            ErrorCode::ExpiredApiKey => (401, "authentication_error", "expired_api_key"),
+            ErrorCode::RevokedApiKey => (401, "authentication_error", "revoked_api_key"),
+            ErrorCode::InsufficientScope => (403, "permission_error", "insufficient_scope"),
+            ErrorCode::RateLimited => (429, "rate_limit_error", "rate_limit_exceeded"),
+            ErrorCode::KeyNotFound => (404, "not_found_error", "key_not_found"),
         };
         ErrorSpec { status, kind, code }
     }
@@ -117,6 +132,12 @@ pub enum ApiError {
     /// The request is malformed: a missing field, a bad parameter value.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// No API key, or an invalid, expired or revoked one (only when the server has keys configured).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The API key lacks the scope this operation needs (`read` < `write` < `admin`).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// No such file (also for ids that belong to someone else), model or route.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -132,6 +153,10 @@ pub enum ApiError {
     /// The file cannot be processed (for example it is empty).
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many requests from this key (or client IP) in the rate-limit window; retry after `Retry-After`
+    /// seconds. Every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
     /// An unexpected server error.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -141,6 +166,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The error's body, for errors reported inside a stream that has already started.
+    pub fn into_body(self) -> ErrorBody {
+        match self {
+            ApiError::BadRequest(b)
+            | ApiError::Unauthorized(b)
+            | ApiError::Forbidden(b)
+            | ApiError::NotFound(b)
+            | ApiError::Conflict(b)
+            | ApiError::PayloadTooLarge(b)
+            | ApiError::UnsupportedMediaType(b)
+            | ApiError::Unprocessable(b)
+            | ApiError::Internal(b)
+            | ApiError::TooManyRequests(b, _)
+            | ApiError::Unavailable(b, _) => b.0,
+        }
+    }
+
     /// The error response for a code.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::with_param(code, message, None)
@@ -156,6 +198,9 @@ impl ApiError {
         let body = Json(ErrorBody::new(code, message, param));
         match spec.status {
             400 | 405 => ApiError::BadRequest(body),
+            401 => ApiError::Unauthorized(body),
+            403 => ApiError::Forbidden(body),
+            429 => ApiError::TooManyRequests(body, "1".to_owned()),
             404 => ApiError::NotFound(body),
             409 => ApiError::Conflict(body),
             413 => ApiError::PayloadTooLarge(body),
@@ -177,8 +222,26 @@ impl ApiError {
 }
 
 /// poem-openapi's request parsing errors (missing multipart field, bad query value, bad JSON) in our shape.
+/// Authentication refusals raised by the `Caller` extractor arrive here too and keep their status.
 fn bad_request(err: poem::Error) -> ApiError {
+    if let Some(e) = err.downcast_ref::<AuthError>() {
+        return ApiError::new(super::auth::auth_code(*e), e.to_string());
+    }
     ApiError::new(ErrorCode::InvalidRequest, err.to_string())
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match e {
+            KeyError::Invalid(message, param) => {
+                ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
+            }
+            KeyError::OtherTenant => {
+                ApiError::with_param(ErrorCode::InsufficientScope, e.to_string(), Some("tenant"))
+            }
+            KeyError::Store(e) => ApiError::internal(&e),
+        }
+    }
 }
 
 impl From<UploadError> for ApiError {
@@ -243,6 +306,13 @@ mod tests {
             ErrorCode::FileNotReady,
             ErrorCode::Overloaded,
             ErrorCode::Internal,
+            ErrorCode::MissingApiKey,
+            ErrorCode::InvalidApiKey,
+            ErrorCode::ExpiredApiKey,
+            ErrorCode::RevokedApiKey,
+            ErrorCode::InsufficientScope,
+            ErrorCode::RateLimited,
+            ErrorCode::KeyNotFound,
         ];
         let mut codes: Vec<_> = all.iter().map(|c| c.spec().code).collect();
         codes.sort_unstable();

@@ -10,12 +10,13 @@ use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, OpenApi};
 use tokio::sync::broadcast;
 
+use super::ApiTags;
+use super::auth::{Caller, Write};
 use super::error::{ApiError, ErrorCode};
 use super::types::{
     CategoryDto, ChunkList, DeletedFile, DocumentText, FileEventDto, FileList, FileObject,
     StatusDto,
 };
-use super::{ApiTags, TENANT};
 use crate::app::App;
 use crate::pipeline::{FileEvent, UploadRequest};
 use crate::store::FileFilter;
@@ -63,13 +64,15 @@ impl FilesApi {
     #[oai(path = "/api/v1/upload", method = "post")]
     async fn upload(
         &self,
+        caller: Caller<Write>,
         form: UploadForm,
         /// Wait for processing to finish before answering.
         wait: Query<Option<bool>>,
         /// Longest wait in seconds with `wait=true` (default 60, capped by the server's `max_wait_secs`).
         timeout: Query<Option<u64>>,
     ) -> Result<UploadResponse, ApiError> {
-        let file = upload_form(&self.app, form.file, None).await?;
+        let file = upload_form(&self.app, &caller.tenant, form.file, None).await?;
+        caller.audit("file.upload", &file.id);
         let file = if wait.0.unwrap_or(false) {
             let secs = timeout
                 .0
@@ -77,7 +80,7 @@ impl FilesApi {
                 .min(self.app.config.max_wait_secs);
             self.app
                 .ingest
-                .wait_done(TENANT, &file.id, Duration::from_secs(secs))
+                .wait_done(&caller.tenant, &file.id, Duration::from_secs(secs))
                 .await?
         } else {
             file
@@ -91,6 +94,7 @@ impl FilesApi {
     #[oai(path = "/api/v1/files", method = "get")]
     async fn list(
         &self,
+        caller: Caller,
         /// Only files in this status.
         status: Query<Option<StatusDto>>,
         /// Only files of this category.
@@ -107,7 +111,7 @@ impl FilesApi {
             limit,
             offset: offset.0.unwrap_or(0),
         };
-        let (files, total) = self.app.ingest.list(TENANT, &filter).await?;
+        let (files, total) = self.app.ingest.list(&caller.tenant, &filter).await?;
         Ok(Json(FileList::new(&files, total, &filter)))
     }
 
@@ -115,8 +119,12 @@ impl FilesApi {
     ///
     /// The file record with its status, progress and, when failed, the reason.
     #[oai(path = "/api/v1/files/:file_id", method = "get")]
-    async fn get(&self, file_id: Path<String>) -> Result<Json<FileObject>, ApiError> {
-        let file = self.app.ingest.file(TENANT, &file_id.0).await?;
+    async fn get(
+        &self,
+        caller: Caller,
+        file_id: Path<String>,
+    ) -> Result<Json<FileObject>, ApiError> {
+        let file = self.app.ingest.file(&caller.tenant, &file_id.0).await?;
         Ok(Json(FileObject::from(&file)))
     }
 
@@ -126,8 +134,12 @@ impl FilesApi {
     /// sheet and cell range, heading path, line range or time range), plus format metadata.
     /// 409 while the file is not ready.
     #[oai(path = "/api/v1/files/:file_id/text", method = "get")]
-    async fn text(&self, file_id: Path<String>) -> Result<Json<DocumentText>, ApiError> {
-        let (file, doc) = self.app.ingest.document(TENANT, &file_id.0).await?;
+    async fn text(
+        &self,
+        caller: Caller,
+        file_id: Path<String>,
+    ) -> Result<Json<DocumentText>, ApiError> {
+        let (file, doc) = self.app.ingest.document(&caller.tenant, &file_id.0).await?;
         Ok(Json(DocumentText::new(&file, doc)))
     }
 
@@ -139,6 +151,7 @@ impl FilesApi {
     #[oai(path = "/api/v1/files/:file_id/chunks", method = "get")]
     async fn chunks(
         &self,
+        caller: Caller,
         file_id: Path<String>,
         /// Page size (1-500, default 50).
         limit: Query<Option<u32>>,
@@ -150,7 +163,7 @@ impl FilesApi {
         let (file, chunks, total) = self
             .app
             .ingest
-            .chunks(TENANT, &file_id.0, limit, offset)
+            .chunks(&caller.tenant, &file_id.0, limit, offset)
             .await?;
         Ok(Json(ChunkList::new(&file.id, chunks, total, limit, offset)))
     }
@@ -159,8 +172,12 @@ impl FilesApi {
     ///
     /// The bytes as uploaded, with the detected content type.
     #[oai(path = "/api/v1/files/:file_id/content", method = "get")]
-    async fn content(&self, file_id: Path<String>) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
-        content_response(&self.app, &file_id.0).await
+    async fn content(
+        &self,
+        caller: Caller,
+        file_id: Path<String>,
+    ) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
+        content_response(&self.app, &caller.tenant, &file_id.0).await
     }
 
     /// Stream processing events
@@ -170,11 +187,12 @@ impl FilesApi {
     #[oai(path = "/api/v1/files/:file_id/events", method = "get")]
     async fn events(
         &self,
+        caller: Caller,
         file_id: Path<String>,
     ) -> Result<EventStream<BoxStream<'static, FileEventDto>>, ApiError> {
         // Subscribe before reading the state so no change in between is lost.
         let rx = self.app.ingest.subscribe();
-        let file = self.app.ingest.file(TENANT, &file_id.0).await?;
+        let file = self.app.ingest.file(&caller.tenant, &file_id.0).await?;
         let first = FileEvent::of(&file);
         let stream = event_stream(rx, first, self.app.clone());
         Ok(EventStream::new(stream).keep_alive(EVENT_KEEP_ALIVE))
@@ -184,8 +202,13 @@ impl FilesApi {
     ///
     /// Removes the file record, its extracted text and, when no other file shares them, its stored bytes.
     #[oai(path = "/api/v1/files/:file_id", method = "delete")]
-    async fn delete(&self, file_id: Path<String>) -> Result<Json<DeletedFile>, ApiError> {
-        let file = self.app.ingest.delete(TENANT, &file_id.0).await?;
+    async fn delete(
+        &self,
+        caller: Caller<Write>,
+        file_id: Path<String>,
+    ) -> Result<Json<DeletedFile>, ApiError> {
+        let file = self.app.ingest.delete(&caller.tenant, &file_id.0).await?;
+        caller.audit("file.delete", &file.id);
         Ok(Json(DeletedFile::from(&file)))
     }
 }
@@ -206,12 +229,13 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 /// Stores a multipart upload; shared by the pipeline and OpenAI upload endpoints.
 pub async fn upload_form(
     app: &App,
+    tenant: &str,
     upload: Upload,
     purpose: Option<&str>,
 ) -> Result<crate::types::FileRecord, ApiError> {
     let filename = upload.file_name().unwrap_or("upload").to_owned();
     let req = UploadRequest {
-        tenant: TENANT,
+        tenant,
         filename: &filename,
         purpose,
     };
@@ -219,8 +243,12 @@ pub async fn upload_form(
 }
 
 /// The original bytes with their content type; shared by both file APIs.
-pub async fn content_response(app: &App, id: &str) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
-    let (file, bytes) = app.ingest.content(TENANT, id).await?;
+pub async fn content_response(
+    app: &App,
+    tenant: &str,
+    id: &str,
+) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
+    let (file, bytes) = app.ingest.content(tenant, id).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
         file.filename
@@ -239,9 +267,11 @@ fn event_stream(
     app: App,
 ) -> BoxStream<'static, FileEventDto> {
     let id = first.file_id.clone();
+    let tenant = first.tenant.clone();
     let state = (rx, Some(first), false);
     futures::stream::unfold(state, move |(mut rx, pending, finished)| {
         let id = id.clone();
+        let first_tenant = tenant.clone();
         let app = app.clone();
         async move {
             if finished {
@@ -251,10 +281,10 @@ fn event_stream(
                 Some(e) => e,
                 None => loop {
                     match rx.recv().await {
-                        Ok(e) if e.file_id == id && e.tenant == TENANT => break e,
+                        Ok(e) if e.file_id == id && e.tenant == first_tenant => break e,
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            match app.ingest.file(TENANT, &id).await {
+                            match app.ingest.file(&first_tenant, &id).await {
                                 Ok(f) => break FileEvent::of(&f),
                                 Err(_) => return None,
                             }

@@ -2,6 +2,7 @@
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
 mod analyze;
+pub mod auth;
 mod chat;
 mod chat_files;
 mod chat_types;
@@ -9,20 +10,22 @@ mod chat_wire;
 mod embeddings;
 pub mod error;
 mod files;
+mod keys;
 pub mod middleware;
+mod monitoring;
 mod openai_files;
 mod search;
 mod system;
 pub mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::App;
 use middleware::Edge;
-
-/// The tenant every request acts for until API keys assign one.
-pub const TENANT: &str = "default";
 
 /// Groups of endpoints in the OpenAPI document.
 #[derive(Tags)]
@@ -38,6 +41,8 @@ pub enum ApiTags {
     OpenAi,
     /// Health and operations.
     System,
+    /// API keys (admin).
+    Keys,
 }
 
 type Apis = (
@@ -49,6 +54,8 @@ type Apis = (
     system::SystemApi,
     chat_files::ChatFilesApi,
     analyze::AnalyzeApi,
+    keys::KeysApi,
+    monitoring::MonitoringApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -61,6 +68,8 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         system::SystemApi { app: app.clone() },
         chat_files::ChatFilesApi { app: app.clone() },
         analyze::AnalyzeApi { app: app.clone() },
+        keys::KeysApi { app: app.clone() },
+        monitoring::MonitoringApi { app: app.clone() },
     );
     OpenApiService::new(apis, "docpipe", env!("CARGO_PKG_VERSION"))
         .description(
@@ -81,10 +90,37 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
     let edge = Edge {
         max_file_size: app.config.max_file_size,
     };
+    let config = &app.config;
+    let guard = Arc::new(auth::Guard::new(
+        app.keys.clone(),
+        config.rate_limit_requests,
+        Duration::from_secs(config.rate_limit_window),
+        Duration::from_secs(config.body_timeout_secs),
+    ));
+    let metrics_app = app.clone();
+    let cors = poem::middleware::Cors::new()
+        .allow_origins(config.cors_origins.iter().map(|o| o.trim().to_owned()))
+        .allow_headers(["authorization", "x-api-key", "content-type", "x-request-id"])
+        .expose_headers([
+            "x-request-id",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "retry-after",
+        ])
+        .allow_credentials(false);
     Route::new()
+        .at(
+            "/metrics",
+            poem::get(poem::endpoint::make(move |_| {
+                monitoring::prometheus(metrics_app.clone())
+            })),
+        )
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/redoc", api.redoc())
         .nest("/", api)
+        .around(move |ep, req| Arc::clone(&guard).handle(ep, req))
         .around(move |ep, req| edge.handle(ep, req))
+        .with_if(!config.cors_origins.is_empty(), cors)
 }

@@ -6,10 +6,11 @@ use poem_openapi::payload::{Binary, Json, Response};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{Multipart, Object, OpenApi};
 
+use super::ApiTags;
+use super::auth::{Caller, Write};
 use super::error::{ApiError, ErrorCode};
 use super::files::{content_response, upload_form};
 use super::types::DeletedFile;
-use super::{ApiTags, TENANT};
 use crate::app::App;
 use crate::store::FileFilter;
 use crate::types::{FileRecord, FileStatus};
@@ -93,7 +94,11 @@ impl OpenAiFilesApi {
     /// OpenAI Files API upload: multipart `file` and `purpose`. The file enters the same pipeline as
     /// `/api/v1/upload`.
     #[oai(path = "/v1/files", method = "post")]
-    async fn create(&self, form: OpenAiUploadForm) -> Result<Json<OpenAiFile>, ApiError> {
+    async fn create(
+        &self,
+        caller: Caller<Write>,
+        form: OpenAiUploadForm,
+    ) -> Result<Json<OpenAiFile>, ApiError> {
         if form.purpose.trim().is_empty() {
             return Err(ApiError::with_param(
                 ErrorCode::InvalidRequest,
@@ -101,7 +106,14 @@ impl OpenAiFilesApi {
                 Some("purpose"),
             ));
         }
-        let file = upload_form(&self.app, form.file, Some(form.purpose.trim())).await?;
+        let file = upload_form(
+            &self.app,
+            &caller.tenant,
+            form.file,
+            Some(form.purpose.trim()),
+        )
+        .await?;
+        caller.audit("file.upload", &file.id);
         Ok(Json(OpenAiFile::from(&file)))
     }
 
@@ -109,6 +121,7 @@ impl OpenAiFilesApi {
     #[oai(path = "/v1/files", method = "get")]
     async fn list(
         &self,
+        caller: Caller,
         /// Only files uploaded with this purpose.
         purpose: Query<Option<String>>,
         /// Page size (default 10000).
@@ -119,7 +132,7 @@ impl OpenAiFilesApi {
             limit,
             ..FileFilter::default()
         };
-        let (files, total) = self.app.ingest.list(TENANT, &filter).await?;
+        let (files, total) = self.app.ingest.list(&caller.tenant, &filter).await?;
         let data: Vec<OpenAiFile> = files
             .iter()
             .map(OpenAiFile::from)
@@ -134,21 +147,34 @@ impl OpenAiFilesApi {
 
     /// Retrieve a file (OpenAI)
     #[oai(path = "/v1/files/:file_id", method = "get")]
-    async fn retrieve(&self, file_id: Path<String>) -> Result<Json<OpenAiFile>, ApiError> {
-        let file = self.app.ingest.file(TENANT, &file_id.0).await?;
+    async fn retrieve(
+        &self,
+        caller: Caller,
+        file_id: Path<String>,
+    ) -> Result<Json<OpenAiFile>, ApiError> {
+        let file = self.app.ingest.file(&caller.tenant, &file_id.0).await?;
         Ok(Json(OpenAiFile::from(&file)))
     }
 
     /// Download a file's content (OpenAI)
     #[oai(path = "/v1/files/:file_id/content", method = "get")]
-    async fn content(&self, file_id: Path<String>) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
-        content_response(&self.app, &file_id.0).await
+    async fn content(
+        &self,
+        caller: Caller,
+        file_id: Path<String>,
+    ) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
+        content_response(&self.app, &caller.tenant, &file_id.0).await
     }
 
     /// Delete a file (OpenAI)
     #[oai(path = "/v1/files/:file_id", method = "delete")]
-    async fn delete(&self, file_id: Path<String>) -> Result<Json<DeletedFile>, ApiError> {
-        let file = self.app.ingest.delete(TENANT, &file_id.0).await?;
+    async fn delete(
+        &self,
+        caller: Caller<Write>,
+        file_id: Path<String>,
+    ) -> Result<Json<DeletedFile>, ApiError> {
+        let file = self.app.ingest.delete(&caller.tenant, &file_id.0).await?;
+        caller.audit("file.delete", &file.id);
         Ok(Json(DeletedFile::from(&file)))
     }
 }

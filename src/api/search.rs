@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
+use super::ApiTags;
+use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::types::CategoryDto;
-use super::{ApiTags, TENANT};
 use crate::app::App;
 use crate::index::fusion::{FusionConfig, FusionMethod, ScoreNorm};
 use crate::index::service::{SearchError, SearchMode, SearchRequest, SearchResult, filter};
@@ -216,7 +217,11 @@ impl SearchApi {
     /// by meaning (all-MiniLM-L6-v2 vectors), or both fused (default). Each result has its file, location,
     /// text, a highlighted snippet and its scores.
     #[oai(path = "/api/v1/search", method = "post")]
-    async fn search(&self, body: Json<SearchBody>) -> Result<Json<SearchResponse>, ApiError> {
+    async fn search(
+        &self,
+        caller: Caller,
+        body: Json<SearchBody>,
+    ) -> Result<Json<SearchResponse>, ApiError> {
         let b = body.0;
         let top_k = b.top_k.unwrap_or(DEFAULT_TOP_K);
         if !(1..=MAX_TOP_K).contains(&top_k) {
@@ -267,7 +272,7 @@ impl SearchApi {
             },
             similarity_threshold: b.similarity_threshold,
             filter: filter(
-                TENANT,
+                &caller.tenant,
                 f.file_ids,
                 f.categories
                     .map(|c| c.into_iter().map(Into::into).collect()),

@@ -236,6 +236,7 @@ impl SearchService {
                 (chunk, c.embedding)
             })
             .collect();
+        let added = indexed.len() as u64;
         let (tenant, file_id) = (file.tenant.clone(), file.id.clone());
         blocking(move || {
             text.delete_file(&tenant, &file_id);
@@ -246,6 +247,7 @@ impl SearchService {
         })
         .await?;
         self.dirty.store(true, Ordering::Release);
+        crate::telemetry::metrics::chunks_indexed(added);
         Ok(())
     }
 
@@ -292,7 +294,7 @@ impl SearchService {
             let Some(file) = self.store.file_any_tenant(file_id).await? else {
                 continue;
             };
-            let key = crate::store::doc_key(&file.sha256, &file.format);
+            let key = crate::store::doc_key(&file.tenant, &file.sha256, &file.format);
             readd.push((file, self.store.chunks_of_doc(&key).await?));
         }
         for (_, chunks) in &readd {
@@ -429,7 +431,7 @@ impl SearchService {
         let service = SearchService::open(data_dir, embedder, store.clone())?;
         let mut total = 0;
         for file in store.ready_files().await? {
-            let key = crate::store::doc_key(&file.sha256, &file.format);
+            let key = crate::store::doc_key(&file.tenant, &file.sha256, &file.format);
             let mut chunks = store.chunks_of_doc(&key).await?;
             let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
             let vectors = service.embed_all(texts, &|_, _| {}).await?;

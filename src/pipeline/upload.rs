@@ -103,7 +103,7 @@ impl Ingest {
             .await
             .map_err(StoreError::from)?;
         let id = format!("file-{}", uuid::Uuid::new_v4().simple());
-        let key = doc_key(&sha256, format.name());
+        let key = doc_key(req.tenant, &sha256, format.name());
         let file = shared
             .store
             .insert_file(&NewFile {

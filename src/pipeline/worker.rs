@@ -54,7 +54,13 @@ pub(super) async fn run(shared: Arc<Shared>, n: usize) {
 
 #[tracing::instrument(skip_all, fields(file_id = %file.id, format = %file.format))]
 async fn process(shared: &Shared, file: FileRecord) {
+    let started = std::time::Instant::now();
     let outcome = ingest(shared, &file).await;
+    crate::telemetry::metrics::file_processed(
+        &file.format,
+        started.elapsed().as_secs_f64(),
+        outcome.is_ok(),
+    );
     let stored = match &outcome {
         Ok(()) => shared.store.mark_ready(&file.id).await,
         Err(error) => shared.store.mark_failed(&file.id, error).await,
@@ -76,7 +82,7 @@ async fn process(shared: &Shared, file: FileRecord) {
 /// by the current model), then index under this file. Each stage's result is stored before the next, so a
 /// file interrupted by a crash resumes where it stopped.
 async fn ingest(shared: &Shared, file: &FileRecord) -> Result<(), FileError> {
-    let key = doc_key(&file.sha256, &file.format);
+    let key = doc_key(&file.tenant, &file.sha256, &file.format);
     let def = shared.pipelines.get(file.category);
     let stored_doc = shared
         .store

@@ -8,10 +8,11 @@ use sqlx::Row;
 use super::{Store, StoreError, now_ms};
 use crate::types::{Document, Segment};
 
-/// The key of an extraction result: the content hash plus the format it was read as (the same bytes
-/// uploaded as `.txt` and `.md` are extracted differently).
-pub fn doc_key(sha256: &str, format: &str) -> String {
-    format!("{sha256}:{format}")
+/// The key of an extraction result: the tenant, the content hash and the format it was read as (the same
+/// bytes uploaded as `.txt` and `.md` are extracted differently). Results are shared within a tenant only,
+/// so deduplication never reveals another tenant's content.
+pub fn doc_key(tenant: &str, sha256: &str, format: &str) -> String {
+    format!("{tenant}/{sha256}:{format}")
 }
 
 impl Store {

@@ -10,6 +10,7 @@ mod chunks;
 mod documents;
 pub use documents::doc_key;
 mod files;
+mod keys;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use blobs::{BlobStore, StagedBlob};
 pub use chunks::{FileChunk, StoredChunk, chunk_id, parse_chunk_id};
 pub use files::{FileFilter, NewFile};
+pub use keys::KeyRow;
 
 /// How long a writer waits for SQLite's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

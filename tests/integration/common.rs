@@ -98,6 +98,27 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Starts the process again on the same data directory after [`stop`](Self::stop).
     pub async fn start_again(&mut self) {
         self.child = spawn(&self.data_dir, self.port, &self.env);
@@ -228,6 +249,10 @@ fn spawn(data_dir: &Path, port: u16, env: &[(String, String)]) -> Child {
         .env("DOCPIPE_CHAT_MODELS", "smollm2")
         // Several test servers share the cores: keep each chat engine to one thread.
         .env("DOCPIPE_CHAT_THREADS", "1")
+        // Tests make many requests; the rate-limit tests set their own limit. Keys come only from the test.
+        .env("RATE_LIMIT_REQUESTS", "1000000")
+        .env_remove("API_KEY")
+        .env_remove("DOCPIPE_ADMIN_KEY")
         .stdout(Stdio::null())
         .stderr(log);
     for (k, v) in env {

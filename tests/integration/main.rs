@@ -2,6 +2,7 @@
 //! blob store. One test binary (modules below) so it links once.
 
 mod api_errors;
+mod auth;
 mod chat;
 mod chat_files;
 mod common;
@@ -9,6 +10,8 @@ mod crafted;
 mod embeddings;
 mod files;
 mod fixtures;
+mod limits;
+mod monitoring;
 mod openapi;
 mod restart;
 mod router;

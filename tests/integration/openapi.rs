@@ -3,7 +3,7 @@
 use crate::common::{BIN, Server};
 
 /// Operations in the API (method + path pairs); update when adding endpoints.
-const OPERATIONS: usize = 24;
+const OPERATIONS: usize = 26;
 
 #[tokio::test]
 async fn committed_openapi_matches_the_code() {
@@ -39,12 +39,21 @@ async fn committed_openapi_matches_the_code() {
                 op["summary"].as_str().is_some_and(|s| !s.is_empty()),
                 "{method} {path} has no summary"
             );
+            // Every operation but liveness takes a `Caller`, so it is authenticated and tenant-scoped; a
+            // handler that forgot it would not be listed with the security schemes.
+            if path != "/health" {
+                let security = op["security"].to_string();
+                assert!(
+                    security.contains("ApiKey") && security.contains("Bearer"),
+                    "{method} {path} does not take a Caller (no security): {security}"
+                );
+            }
             // Liveness and the model list cannot fail.
             if path == "/health" || (path == "/v1/models" && method == "get") {
                 continue;
             }
             let responses = op["responses"].as_object().expect("responses");
-            for status in ["400", "404", "413", "500", "503"] {
+            for status in ["400", "401", "403", "404", "413", "429", "500", "503"] {
                 assert!(
                     responses.contains_key(status),
                     "{method} {path} lacks {status}"

@@ -71,7 +71,9 @@ impl EmbedderHandle {
             Err(TrySendError::Full(_)) => return Err(EmbedError::Overloaded),
             Err(TrySendError::Disconnected(_)) => return Err(EmbedError::ShutDown),
         }
-        reply.await.map_err(|_| EmbedError::ShutDown)?
+        let out = reply.await.map_err(|_| EmbedError::ShutDown)??;
+        crate::telemetry::metrics::embeddings_computed(out.items.len() as u64);
+        Ok(out)
     }
 
     /// Embeds `texts`, waiting for queue space (backpressure). For pipeline workers on blocking threads:
@@ -81,7 +83,9 @@ impl EmbedderHandle {
             return Ok(Embeddings::default());
         };
         self.queue.send(message).map_err(|_| EmbedError::ShutDown)?;
-        reply.blocking_recv().map_err(|_| EmbedError::ShutDown)?
+        let out = reply.blocking_recv().map_err(|_| EmbedError::ShutDown)??;
+        crate::telemetry::metrics::embeddings_computed(out.items.len() as u64);
+        Ok(out)
     }
 
     /// Tokens of `text` including `[CLS]` and `[SEP]`, before truncation (runs on the caller's thread).
