@@ -11,6 +11,7 @@
 //!
 //! Nothing here blocks: key checks are a hash and a map lookup, the limiter is lock-free.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -65,11 +66,43 @@ pub struct Guard {
     period: Duration,
     body_timeout: Duration,
     seen: AtomicU64,
+    /// Router patterns (`/api/v1/files/:param0`) to the documented paths (`/api/v1/files/{file_id}`).
+    route_names: HashMap<String, String>,
+}
+
+/// Maps each router pattern of the OpenAPI document's paths to the documented path: poem-openapi routes
+/// `/a/{x}/b/{y}` as `/a/:param0/b/:param1`.
+pub fn route_names(spec_paths: impl IntoIterator<Item = String>) -> HashMap<String, String> {
+    spec_paths
+        .into_iter()
+        .map(|path| {
+            let mut n = 0;
+            let pattern = path
+                .split('/')
+                .map(|seg| {
+                    if seg.starts_with('{') && seg.ends_with('}') {
+                        n += 1;
+                        format!(":param{}", n - 1)
+                    } else {
+                        seg.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            (pattern, path)
+        })
+        .collect()
 }
 
 impl Guard {
     /// A guard allowing `requests` per `window` per caller (0: unlimited).
-    pub fn new(keys: KeyRing, requests: u32, window: Duration, body_timeout: Duration) -> Guard {
+    pub fn new(
+        keys: KeyRing,
+        requests: u32,
+        window: Duration,
+        body_timeout: Duration,
+        route_names: HashMap<String, String>,
+    ) -> Guard {
         let clock = DefaultClock::default();
         let (limiter, period) = match NonZeroU32::new(requests) {
             Some(n) => {
@@ -92,6 +125,7 @@ impl Guard {
             period,
             body_timeout,
             seen: AtomicU64::new(0),
+            route_names,
         }
     }
 
@@ -147,9 +181,11 @@ impl Guard {
         if let Some(r) = rate {
             self.rate_headers(&mut resp, r);
         }
-        let route = resp
-            .data::<PathPattern>()
-            .map_or("unmatched", |p| &*p.0)
+        let route = resp.data::<PathPattern>().map_or("unmatched", |p| &*p.0);
+        let route = self
+            .route_names
+            .get(route)
+            .map_or(route, String::as_str)
             .to_owned();
         let status = resp.status().as_u16();
         let seconds = started.elapsed().as_secs_f64();
@@ -473,6 +509,13 @@ mod tests {
         ] {
             assert!(!is_public(p), "{p}");
         }
+    }
+
+    #[test]
+    fn router_patterns_map_to_documented_paths() {
+        let names = route_names(["/a/{x}/b/{y}".to_owned(), "/health".to_owned()]);
+        assert_eq!(names["/a/:param0/b/:param1"], "/a/{x}/b/{y}");
+        assert_eq!(names["/health"], "/health");
     }
 
     #[test]

@@ -84,6 +84,18 @@ pub fn openapi_json(app: &App) -> String {
     service(app).spec()
 }
 
+/// The paths of the OpenAPI document (`/api/v1/files/{file_id}`, ...).
+fn spec_paths(api: &OpenApiService<Apis, ()>) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(&api.spec())
+        .ok()
+        .and_then(|spec| {
+            spec["paths"]
+                .as_object()
+                .map(|paths| paths.keys().cloned().collect())
+        })
+        .unwrap_or_default()
+}
+
 /// The whole HTTP application.
 pub fn routes(app: &App) -> impl Endpoint + use<> {
     let api = service(app);
@@ -96,6 +108,7 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
         config.rate_limit_requests,
         Duration::from_secs(config.rate_limit_window),
         Duration::from_secs(config.body_timeout_secs),
+        auth::route_names(spec_paths(&api)),
     ));
     let metrics_app = app.clone();
     let cors = poem::middleware::Cors::new()

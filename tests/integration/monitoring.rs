@@ -31,7 +31,7 @@ async fn metrics_pass_promtool_and_count_the_work() {
     let text = resp.text().await.expect("text");
     for needle in [
         "docpipe_http_requests_total{method=\"POST\",route=\"/api/v1/upload\",status=\"201\"} 1",
-        "docpipe_http_requests_total{method=\"GET\",route=\"/api/v1/files/:param0\",status=\"404\"} 1",
+        "docpipe_http_requests_total{method=\"GET\",route=\"/api/v1/files/{file_id}\",status=\"404\"} 1",
         "docpipe_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/upload\"",
         "docpipe_files{status=\"ready\"} 1",
         "docpipe_ingest_queue_depth 0",
