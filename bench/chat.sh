@@ -11,17 +11,41 @@ BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/docpipe/bench}
 MODELS=${DOCPIPE_MODELS_DIR:-models}
 THREADS=${CHAT_BENCH_THREADS:-2}
 mkdir -p "$OUT/chat-workload"
-# candle's quantized matmul pool is sized once from this variable.
-CANDLE_NUM_THREADS=$THREADS "$BIN" bench chat --threads "$THREADS" --out "$OUT/chat-docpipe.json" \
-  --workload-dir "$OUT/chat-workload" > /dev/null
-if [ -x "$BENCH_CACHE/venv-llama/bin/python" ]; then
-  "$BENCH_CACHE/venv-llama/bin/python" bench/llama_peer.py "$MODELS" "$OUT/chat-workload" "$OUT/chat-llama.json" \
-    "smollm2=$MODELS/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf" \
-    "qwen2.5-coder=$MODELS/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" 2>/dev/null
-else
-  echo "llama-cpp-python venv missing (make bench-deps-chat-engine): no peer figures" >&2
-  rm -f "$OUT/chat-llama.json"
-fi
+declare -A GGUF=(
+  [smollm2]="$MODELS/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+  [qwen2.5-coder]="$MODELS/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+)
+have_peer=0
+[ -x "$BENCH_CACHE/venv-llama/bin/python" ] && have_peer=1
+[ $have_peer = 1 ] || echo "llama-cpp-python venv missing (make bench-deps-chat-engine): no peer figures" >&2
+# Each model on both sides back to back, so a shared machine's load hits both alike.
+for key in smollm2 qwen2.5-coder; do
+  # candle's quantized matmul pool is sized once from this variable.
+  CANDLE_NUM_THREADS=$THREADS "$BIN" bench chat --models "$key" --threads "$THREADS" \
+    --out "$OUT/chat-docpipe-$key.json" --workload-dir "$OUT/chat-workload" > /dev/null
+  if [ $have_peer = 1 ]; then
+    "$BENCH_CACHE/venv-llama/bin/python" bench/llama_peer.py "$MODELS" "$OUT/chat-workload" \
+      "$OUT/chat-llama-$key.json" "$key=${GGUF[$key]}" 2>/dev/null
+  fi
+done
+python3 - "$OUT" <<'PY'
+import glob, json, os, sys
+out = sys.argv[1]
+def merge(prefix):
+    parts = [json.load(open(f"{out}/{prefix}-{k}.json")) for k in ("smollm2", "qwen2.5-coder")
+             if os.path.exists(f"{out}/{prefix}-{k}.json")]
+    if not parts:
+        return None
+    merged = dict(parts[0])
+    merged["models"] = [m for p in parts for m in p["models"]]
+    return merged
+json.dump(merge("chat-docpipe"), open(f"{out}/chat-docpipe.json", "w"), indent=2)
+peer = merge("chat-llama")
+if peer:
+    json.dump(peer, open(f"{out}/chat-llama.json", "w"), indent=2)
+elif os.path.exists(f"{out}/chat-llama.json"):
+    os.remove(f"{out}/chat-llama.json")
+PY
 python3 - "$OUT/chat-docpipe.json" "$OUT/chat-llama.json" "$OUT/chat.json" <<'PY'
 import json, os, sys
 ours = json.load(open(sys.argv[1]))
