@@ -105,7 +105,7 @@ def main():
                       "first_run_ready_to_first_token_s": t["first_token_s"],
                       "upload_to_first_token_s": ready + first, "answer_s": statistics.median(x["total_s"] for x in tries),
                       "completion_tokens": t["completion_tokens"], "answer": t["answer"]}
-        prompts[name] = {"tier": t["tier"], "messages": grounded_messages(base, f["id"], t["sources"]),
+        prompts[name] = {"tier": t["tier"], "model": t["model"], "messages": grounded_messages(base, f["id"], t["sources"]),
                          "max_tokens": MAX_TOKENS}
     report = {"source": a.source_name, "pages": 10, "chunks": json.load(call(base, f"/api/v1/files/{f['id']}/chunks?limit=1"))["total"],
               "upload_to_ready_s": ready, "question": QUESTION, "runs": runs,

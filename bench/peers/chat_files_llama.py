@@ -6,7 +6,8 @@ import argparse, glob, json, os, statistics, subprocess, time
 
 from llama_cpp import Llama
 
-GGUF = {"fast": "smollm2-135m-instruct/*.gguf", "strong": "qwen2.5-coder-0.5b-instruct/*.gguf"}
+# The GGUF of the model that answered in docpipe's run, by a word of its id.
+GGUF = {"smollm": "smollm2-135m-instruct/*.gguf", "qwen": "qwen2.5-coder-0.5b-instruct/*.gguf"}
 
 
 def main():
@@ -24,7 +25,7 @@ def main():
     prompts = json.load(open(a.prompts))["prompts"]
     runs = {}
     for name, p in prompts.items():
-        pattern = GGUF.get(p["tier"])
+        pattern = next((g for key, g in GGUF.items() if key in p["model"].lower()), None)
         paths = glob.glob(os.path.join(a.models, pattern)) if pattern else []
         if not paths:
             continue

@@ -78,8 +78,8 @@ pub struct GroundingConfig {
 impl Default for GroundingConfig {
     fn default() -> Self {
         GroundingConfig {
-            max_context_tokens: 720,
-            max_sources: 4,
+            max_context_tokens: 512,
+            max_sources: 3,
             whole_file_tokens: 400,
         }
     }
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(c.tiers.len(), 2);
         assert_eq!(c.tiers[0].name, "fast");
         assert!(c.tiers[0].takes(0.0) && c.tiers[1].takes(1.0));
-        assert_eq!(c.grounding.max_sources, 4);
+        assert_eq!(c.grounding, GroundingConfig::default());
     }
 
     #[test]
