@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::index::service::SearchService;
+use crate::models::asr::{AsrConfig, AsrService};
 use crate::models::device::DeviceSpec;
 use crate::models::embed::{EmbedConfig, EmbedderService};
 use crate::pipeline::{Ingest, IngestConfig, Pipelines};
@@ -27,6 +28,8 @@ pub struct App {
     pub started_unix: i64,
     /// Owner of the embedding model's thread (joined at shutdown).
     embedder: Arc<std::sync::Mutex<Option<EmbedderService>>>,
+    /// Owner of the speech recognition engine's thread (joined at shutdown).
+    asr: Arc<std::sync::Mutex<Option<AsrService>>>,
     /// Stops background tasks (the vector index saver).
     stop: tokio_util::sync::CancellationToken,
 }
@@ -71,12 +74,15 @@ impl App {
                 max_queued: config.max_queued_files,
             },
         );
+        let asr = start_asr(&config, device).await?;
+        ingest.set_asr(asr.handle());
         Ok(App {
             config: Arc::new(config),
             ingest,
             started: Instant::now(),
             started_unix: chrono::Utc::now().timestamp(),
             embedder: Arc::new(std::sync::Mutex::new(Some(embedder))),
+            asr: Arc::new(std::sync::Mutex::new(Some(asr))),
             stop: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -104,6 +110,10 @@ impl App {
         if let Some(e) = embedder {
             let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
         }
+        let asr = self.asr.lock().ok().and_then(|mut a| a.take());
+        if let Some(a) = asr {
+            let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
+        }
         self.ingest.store().close().await;
     }
 }
@@ -127,4 +137,21 @@ impl App {
             tokio::task::spawn_blocking(move || EmbedderService::start(embed_config)).await??;
         Ok((config, embedder, store))
     }
+}
+
+/// Converts the Whisper model when its ggml file is missing, then loads it on its engine thread.
+async fn start_asr(config: &Config, device: DeviceSpec) -> anyhow::Result<AsrService> {
+    let mut asr_config = AsrConfig::from_models_dir(&config.models_dir);
+    if let Some(t) = config.asr_threads {
+        asr_config.threads = t;
+    }
+    asr_config.beam_size = config.asr_beam_size;
+    asr_config.queue = config.asr_queue;
+    asr_config.use_gpu = cfg!(feature = "cuda") && device != DeviceSpec::Cpu;
+    tokio::task::spawn_blocking(move || {
+        crate::models::asr::ensure_ggml(&asr_config.model)?;
+        AsrService::start(asr_config)
+    })
+    .await?
+    .context("cannot load the Whisper model (run `make models`)")
 }

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     FileNotReady,
     Overloaded,
     Internal,
+    NotAudio,
+    InvalidAudio,
 }
 
 /// Status, OpenAI error type and code of an [`ErrorCode`].
@@ -61,6 +63,8 @@ impl ErrorCode {
             ErrorCode::FileNotReady => (409, "invalid_request_error", "file_not_ready"),
             ErrorCode::Overloaded => (503, "server_error", "overloaded"),
             ErrorCode::Internal => (500, "server_error", "internal_error"),
+            ErrorCode::NotAudio => (422, "invalid_request_error", "not_audio"),
+            ErrorCode::InvalidAudio => (422, "invalid_request_error", "invalid_audio"),
         };
         ErrorSpec { status, kind, code }
     }
@@ -238,6 +242,8 @@ mod tests {
             ErrorCode::FileNotReady,
             ErrorCode::Overloaded,
             ErrorCode::Internal,
+            ErrorCode::NotAudio,
+            ErrorCode::InvalidAudio,
         ];
         let mut codes: Vec<_> = all.iter().map(|c| c.spec().code).collect();
         codes.sort_unstable();

@@ -1,6 +1,7 @@
 //! HTTP only: routes, wire types, error mapping and the edge middleware. Handlers parse the request, call
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
+mod audio;
 mod embeddings;
 pub mod error;
 mod files;
@@ -39,6 +40,7 @@ type Apis = (
     embeddings::EmbeddingsApi,
     openai_files::OpenAiFilesApi,
     system::SystemApi,
+    audio::AudioApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -48,6 +50,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         embeddings::EmbeddingsApi { app: app.clone() },
         openai_files::OpenAiFilesApi { app: app.clone() },
         system::SystemApi { app: app.clone() },
+        audio::AudioApi { app: app.clone() },
     );
     OpenApiService::new(apis, "docpipe", env!("CARGO_PKG_VERSION"))
         .description(

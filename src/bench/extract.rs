@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::extract::{self, Context, ExtractError, Input, OcrMode, detect};
-use crate::types::Document;
 use crate::pipeline::Pipelines;
+use crate::types::Document;
 
 /// Throughput of one format.
 #[derive(Debug, Default, Serialize)]

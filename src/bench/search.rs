@@ -227,7 +227,9 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<SearchBenchReport> {
         anyhow::Ok(())
     })?;
     let query_embedding = pool.install(|| {
-        time_queries(&query_texts, |q| embedder.embed_batch(&[q.as_str()]).map(drop))
+        time_queries(&query_texts, |q| {
+            embedder.embed_batch(&[q.as_str()]).map(drop)
+        })
     })?;
     Ok(SearchBenchReport {
         model: MODEL_NAME,
