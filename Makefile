@@ -13,7 +13,7 @@ APT_TEST_PACKAGES := python3-venv prometheus
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
 
-.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine soak bench-deps-auth
+.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine soak bench-deps-auth bench-deps-audio
 
 run: deps models build
 	DOCPIPE_PORT=$${DOCPIPE_PORT:-8001} DOCPIPE_DATA_DIR=$${DOCPIPE_DATA_DIR:-./data} $(BIN) serve
@@ -59,7 +59,7 @@ openapi: build
 	$(BIN) openapi --output openapi/openapi.json
 
 ## Benchmarks; results as JSON under target/bench/.
-bench: deps test-deps models build bench-deps
+bench: deps test-deps models build bench-deps bench-deps-audio
 	bash bench/run.sh
 
 ## Peers run beside docpipe in `make bench`, each in its own venv outside the repo (idempotent).
@@ -80,6 +80,14 @@ bench-deps: bench-deps-auth
 bench-deps-auth:
 	@command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk; }
+# faster-whisper, the transcription peer of bench/asr.sh; sox builds its 10-minute test file.
+FASTER_WHISPER := faster-whisper==1.2.1
+bench-deps-audio:
+	@command -v sox >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -qq --no-install-recommends sox; }
+	@$(BENCH_CACHE)/venv-fw/bin/python -c 'import faster_whisper' 2>/dev/null || { \
+	  python3 -m venv $(BENCH_CACHE)/venv-fw && \
+	  $(BENCH_CACHE)/venv-fw/bin/pip install -q --disable-pip-version-check $(FASTER_WHISPER); }
 
 clean-data:
 	rm -rf data

@@ -44,6 +44,8 @@ for r in ours:
     print(f"embed batch {r['max_batch']:>3} threads {r['threads']}: {r['sentences_per_sec']:.0f} sentences/s{vs}")
 PY
 
+bash bench/asr.sh
+
 # Search at 100,000 real chunks (corpus text cut into 36-token chunks, embedded once and cached): HNSW recall
 # and latency against exact search by collection size, BM25 and hybrid p50/p99.
 "$BIN" bench search --out "$OUT/search.json" --cache-dir "$BENCH_CACHE/search" \

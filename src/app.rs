@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use crate::auth::KeyRing;
 use crate::config::Config;
 use crate::index::service::SearchService;
+use crate::models::asr::{AsrConfig, AsrService};
 use crate::models::chat::{ChatConfig, ChatModels, registry};
 use crate::models::device::DeviceSpec;
 use crate::models::embed::{EmbedConfig, EmbedderService};
@@ -39,6 +40,8 @@ pub struct App {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Owner of the embedding model's thread (joined at shutdown).
     embedder: Arc<std::sync::Mutex<Option<EmbedderService>>>,
+    /// Owner of the speech recognition engine's thread (joined at shutdown).
+    asr: Arc<std::sync::Mutex<Option<AsrService>>>,
     /// Stops background tasks (the vector index saver).
     stop: tokio_util::sync::CancellationToken,
     /// The complexity router over the chat tiers.
@@ -102,6 +105,8 @@ impl App {
             },
         );
         let router = Router::new(router_config, &chat.backends());
+        let asr = start_asr(&config, device).await?;
+        ingest.set_asr(asr.handle());
         Ok(App {
             config: Arc::new(config),
             ingest,
@@ -111,6 +116,7 @@ impl App {
             keys,
             draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             embedder: Arc::new(std::sync::Mutex::new(Some(embedder))),
+            asr: Arc::new(std::sync::Mutex::new(Some(asr))),
             stop: tokio_util::sync::CancellationToken::new(),
             router: Arc::new(router),
         })
@@ -154,6 +160,10 @@ impl App {
         if let Some(e) = embedder {
             let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
         }
+        let asr = self.asr.lock().ok().and_then(|mut a| a.take());
+        if let Some(a) = asr {
+            let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
+        }
         self.ingest.store().close().await;
     }
 }
@@ -177,4 +187,21 @@ impl App {
             tokio::task::spawn_blocking(move || EmbedderService::start(embed_config)).await??;
         Ok((config, embedder, store))
     }
+}
+
+/// Converts the Whisper model when its ggml file is missing, then loads it on its engine thread.
+async fn start_asr(config: &Config, device: DeviceSpec) -> anyhow::Result<AsrService> {
+    let mut asr_config = AsrConfig::from_models_dir(&config.models_dir);
+    if let Some(t) = config.asr_threads {
+        asr_config.threads = t;
+    }
+    asr_config.beam_size = config.asr_beam_size;
+    asr_config.queue = config.asr_queue;
+    asr_config.use_gpu = cfg!(feature = "cuda") && device != DeviceSpec::Cpu;
+    tokio::task::spawn_blocking(move || {
+        crate::models::asr::ensure_ggml(&asr_config.model)?;
+        AsrService::start(asr_config)
+    })
+    .await?
+    .context("cannot load the Whisper model (run `make models`)")
 }

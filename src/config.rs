@@ -142,6 +142,18 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before the server stops anyway.
     #[arg(long, env = "DOCPIPE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// whisper.cpp threads of the speech recognition engine (default: 1 on machines with up to 2 cores, else
+    /// half the cores, at most 4; threads without a free core slow it down badly).
+    #[arg(long, env = "DOCPIPE_ASR_THREADS")]
+    pub asr_threads: Option<usize>,
+
+    /// Beam width of speech recognition (1 = greedy: ~25 % faster, about twice the word errors on hard audio).
+    #[arg(long, env = "DOCPIPE_ASR_BEAM_SIZE", default_value_t = crate::models::asr::DEFAULT_BEAM_SIZE)]
+    pub asr_beam_size: usize,
+
+    /// Transcriptions that may wait for the engine; `/v1/audio/transcriptions` beyond it gets 503.
+    #[arg(long, env = "DOCPIPE_ASR_QUEUE", default_value_t = crate::models::asr::DEFAULT_QUEUE)]
+    pub asr_queue: usize,
 
     /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
@@ -275,6 +287,15 @@ impl Config {
         }
         if self.ingest_workers == 0 || self.ingest_workers > 64 {
             return invalid("DOCPIPE_INGEST_WORKERS", "must be between 1 and 64");
+        }
+        if self.asr_threads.is_some_and(|t| t == 0 || t > 64) {
+            return invalid("DOCPIPE_ASR_THREADS", "must be between 1 and 64");
+        }
+        if self.asr_beam_size == 0 || self.asr_beam_size > 16 {
+            return invalid("DOCPIPE_ASR_BEAM_SIZE", "must be between 1 and 16");
+        }
+        if self.asr_queue == 0 {
+            return invalid("DOCPIPE_ASR_QUEUE", "must be greater than 0");
         }
         if self.max_queued_files == 0 {
             return invalid("DOCPIPE_MAX_QUEUED_FILES", "must be greater than 0");

@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+    /// Model files: conversions done once after `make models`.
+    Models {
+        #[command(subcommand)]
+        which: ModelsCommand,
+    },
     /// Upload files and folders to a running server and wait for them to be processed.
     Ingest {
         /// The server's base URL.
@@ -55,6 +60,19 @@ enum Command {
         /// Files and folders (folders are walked recursively; hidden files are skipped).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Convert Whisper tiny.en from CTranslate2 (`model.bin`) to the ggml file whisper.cpp loads.
+    ConvertWhisper {
+        /// Directory holding the model files.
+        #[arg(long, env = "DOCPIPE_MODELS_DIR", default_value = "./models")]
+        models_dir: PathBuf,
+        /// Convert even when the ggml file exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -134,6 +152,24 @@ enum BenchCommand {
         /// Folder for the workload the llama.cpp peer replays.
         #[arg(long)]
         workload_dir: PathBuf,
+    },
+    /// Transcription real-time factor per file and beam width, with transcripts and peak RSS.
+    Asr {
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory holding the model files.
+        #[arg(long, env = "DOCPIPE_MODELS_DIR", default_value = "./models")]
+        models_dir: PathBuf,
+        /// whisper.cpp threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Beam widths to measure (1 = greedy).
+        #[arg(long, value_delimiter = ',', default_value = "5,1")]
+        beams: Vec<usize>,
+        /// Audio files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Extraction throughput per format, and PDF speed and word F1 against pdftotext in the same run.
     Extract {
@@ -257,6 +293,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            which:
+                BenchCommand::Asr {
+                    out,
+                    models_dir,
+                    threads,
+                    beams,
+                    files,
+                },
+        } => {
+            let args = docpipe::bench::asr::AsrBenchArgs {
+                models_dir,
+                threads,
+                beams,
+                files,
+            };
+            let report =
+                tokio::task::spawn_blocking(move || docpipe::bench::asr::run(&args)).await??;
+            write_report(&out, &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             which: BenchCommand::Extract { out, dump, corpus },
         } => {
             let report = tokio::task::spawn_blocking(move || {
@@ -293,6 +350,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let report =
                 tokio::task::spawn_blocking(move || docpipe::bench::search::run(&args)).await??;
             write_report(&out, &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models {
+            which: ModelsCommand::ConvertWhisper { models_dir, force },
+        } => {
+            use docpipe::models::asr;
+            let dir = models_dir.join(asr::CT2_DIR_NAME);
+            let out = dir.join(asr::GGML_FILE_NAME);
+            if out.is_file() && !force {
+                println!("{} exists (use --force to convert again)", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let out2 = out.clone();
+            let model = tokio::task::spawn_blocking(move || asr::convert::convert_dir(&dir, &out2))
+                .await??;
+            println!(
+                "wrote {} ({} tensors, {:?})",
+                out.display(),
+                model.tensors.len(),
+                model.hparams
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest {

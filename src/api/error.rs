@@ -39,6 +39,8 @@ pub enum ErrorCode {
     InsufficientScope,
     RateLimited,
     KeyNotFound,
+    NotAudio,
+    InvalidAudio,
 }
 
 /// Status, OpenAI error type and code of an [`ErrorCode`].
@@ -80,6 +82,8 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => (403, "permission_error", "insufficient_scope"),
             ErrorCode::RateLimited => (429, "rate_limit_error", "rate_limit_exceeded"),
             ErrorCode::KeyNotFound => (404, "not_found_error", "key_not_found"),
+            ErrorCode::NotAudio => (422, "invalid_request_error", "not_audio"),
+            ErrorCode::InvalidAudio => (422, "invalid_request_error", "invalid_audio"),
         };
         ErrorSpec { status, kind, code }
     }
@@ -313,6 +317,8 @@ mod tests {
             ErrorCode::InsufficientScope,
             ErrorCode::RateLimited,
             ErrorCode::KeyNotFound,
+            ErrorCode::NotAudio,
+            ErrorCode::InvalidAudio,
         ];
         let mut codes: Vec<_> = all.iter().map(|c| c.spec().code).collect();
         codes.sort_unstable();

@@ -2,6 +2,7 @@
 //! the application facade ([`App`]) and map the result; no business logic, SQL or locks here.
 
 mod analyze;
+mod audio;
 pub mod auth;
 mod chat;
 mod chat_files;
@@ -56,6 +57,7 @@ type Apis = (
     analyze::AnalyzeApi,
     keys::KeysApi,
     monitoring::MonitoringApi,
+    audio::AudioApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -70,6 +72,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         analyze::AnalyzeApi { app: app.clone() },
         keys::KeysApi { app: app.clone() },
         monitoring::MonitoringApi { app: app.clone() },
+        audio::AudioApi { app: app.clone() },
     );
     OpenApiService::new(apis, "docpipe", env!("CARGO_PKG_VERSION"))
         .description(

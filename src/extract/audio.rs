@@ -12,6 +12,8 @@
 //! [`MAX_DECODE_ERROR_RATIO`] of the packets fail. A last packet cut off by the end of the file is tolerated when
 //! the decoded length still matches the declared one (within [`TRUNCATION_TOLERANCE`]).
 
+pub mod decode;
+
 use std::io::Cursor;
 
 use symphonia::core::codecs::audio::AudioDecoderOptions;

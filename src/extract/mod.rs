@@ -153,6 +153,9 @@ pub enum ExtractError {
     /// The file is valid but has nothing docpipe can read (for example a spreadsheet with no cells).
     #[error("the file contains no extractable content: {0}")]
     Empty(String),
+    /// Speech recognition of an audio file failed.
+    #[error("transcription failed: {0}")]
+    Transcription(String),
 }
 
 impl ExtractError {
@@ -166,6 +169,7 @@ impl ExtractError {
             ExtractError::Timeout => "extraction_timeout",
             ExtractError::Ocr(_) => "ocr_failed",
             ExtractError::Empty(_) => "no_content",
+            ExtractError::Transcription(_) => "transcription_failed",
         }
     }
 }

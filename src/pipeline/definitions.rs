@@ -28,6 +28,8 @@ pub enum Step {
     Extract,
     /// OCR images and text-less pages (PDF and image pipelines only).
     Ocr,
+    /// Transcribe speech into timed transcript segments (audio pipeline only).
+    Transcribe,
     /// Split the text into token-bounded chunks along its structure.
     Chunk,
     /// Embed the chunks and index them (BM25 and vectors).
@@ -53,6 +55,11 @@ pub struct PipelineDef {
 }
 
 impl PipelineDef {
+    /// True when files of this pipeline are transcribed (speech to text).
+    pub fn transcribes(&self) -> bool {
+        self.steps.contains(&Step::Transcribe)
+    }
+
     /// True when files of this pipeline are chunked, embedded and indexed.
     pub fn indexes(&self) -> bool {
         self.steps.contains(&Step::Embed)
@@ -142,6 +149,11 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineDef, DefinitionError> {
             "the `ocr` step only applies to the pdf and image pipelines".into(),
         ));
     }
+    if def.steps.contains(&Step::Transcribe) && def.category != Category::Audio {
+        return Err(fail(
+            "the `transcribe` step only applies to the audio pipeline".into(),
+        ));
+    }
     let l = &def.limits;
     if l.timeout_secs == 0
         || l.max_pages == 0
@@ -200,6 +212,8 @@ mod tests {
         assert_eq!(p.get(Category::Office).limits.ocr, OcrMode::Off);
         assert_eq!(p.get(Category::Sheet).limits.max_cells, 2_000_000);
         assert_eq!(p.get(Category::Audio).limits.max_audio_seconds, 7200.0);
+        assert!(p.get(Category::Audio).transcribes());
+        assert!(!p.get(Category::Pdf).transcribes());
         assert_eq!(p.get(Category::Text).limits.timeout_secs, 60);
         // The repository directory loads the same as the built-in copies.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
@@ -226,6 +240,11 @@ mod tests {
                 "text.toml",
                 "category = \"text\"\ndescription = \"x\"\nsteps = [\"extract\", \"ocr\"]",
                 "only applies",
+            ),
+            (
+                "pdf.toml",
+                "category = \"pdf\"\ndescription = \"x\"\nsteps = [\"extract\", \"transcribe\"]",
+                "audio pipeline",
             ),
             (
                 "pdf.toml",

@@ -7,6 +7,7 @@
 //! at most `ingest_workers` at a time. The queue itself is the `files` table, so it survives restarts: files
 //! found `processing` at start are queued again. Nothing here holds a lock across an await.
 
+pub mod asr;
 pub mod definitions;
 mod upload;
 mod worker;
@@ -86,6 +87,8 @@ struct Shared {
     events: broadcast::Sender<FileEvent>,
     wake: Notify,
     shutdown: CancellationToken,
+    /// The speech recognition engine, set once at start (audio files wait for it).
+    asr: std::sync::OnceLock<crate::models::asr::AsrHandle>,
 }
 
 /// The ingestion service: uploads, file queries and the worker pool.
@@ -112,6 +115,7 @@ impl Ingest {
                 events,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
+                asr: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -129,6 +133,17 @@ impl Ingest {
         Ok((0..self.shared.config.workers)
             .map(|n| tokio::spawn(worker::run(Arc::clone(&self.shared), n)))
             .collect())
+    }
+
+    /// Sets the speech recognition engine used by the `transcribe` step and the transcription endpoints
+    /// (once; later calls are ignored).
+    pub fn set_asr(&self, asr: crate::models::asr::AsrHandle) {
+        let _ = self.shared.asr.set(asr);
+    }
+
+    /// The speech recognition engine, when one was set.
+    pub fn asr(&self) -> Option<&crate::models::asr::AsrHandle> {
+        self.shared.asr.get()
     }
 
     /// Asks the workers to stop after their current file (an unfinished file is re-queued at next start).

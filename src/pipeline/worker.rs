@@ -202,7 +202,18 @@ async fn extract_file(shared: &Shared, file: &FileRecord) -> Result<Document, Fi
         code: "unsupported_file_type".into(),
         message: format!("unknown stored format {}", file.format),
     })?;
-    let limits = shared.pipelines.get(file.category).limits.clone();
+    let def = shared.pipelines.get(file.category);
+    let limits = def.limits.clone();
+    let asr = if def.transcribes() {
+        Some(shared.asr.get().cloned().ok_or_else(|| {
+            internal(
+                "cannot transcribe",
+                &"no speech recognition engine is loaded",
+            )
+        })?)
+    } else {
+        None
+    };
     let bytes = shared
         .store
         .blobs()
@@ -236,6 +247,10 @@ async fn extract_file(shared: &Shared, file: &FileRecord) -> Result<Document, Fi
                 },
                 &ctx,
             );
+            let result = match (result, &asr) {
+                (Ok(doc), Some(asr)) => super::asr::add_transcript(doc, asr, &bytes, format, &ctx),
+                (result, _) => result,
+            };
             // The receiver is gone only when the worker gave up waiting.
             let _ = done_tx.send(result);
         });

@@ -2,6 +2,7 @@
 //! blob store. One test binary (modules below) so it links once.
 
 mod api_errors;
+mod audio;
 mod auth;
 mod chat;
 mod chat_files;

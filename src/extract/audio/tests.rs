@@ -21,58 +21,53 @@ fn run_with(bytes: &[u8], format: Format, limits: &Limits) -> Result<Document, E
     AudioExtractor.extract(&Input { bytes, format }, &ctx)
 }
 
-/// (name, bytes, expected.json, expected.txt, format)
-const CASES: &[(&str, &[u8], &str, &str, Format)] = &[
+/// (name, bytes, expected.json, format)
+const CASES: &[(&str, &[u8], &str, Format)] = &[
     (
         "jfk.wav",
         include_bytes!("../../../fixtures/audio/jfk.wav"),
         include_str!("../../../fixtures/audio/jfk.wav.expected.json"),
-        include_str!("../../../fixtures/audio/jfk.wav.expected.txt"),
         Format::Wav,
     ),
     (
         "jfk.mp3",
         include_bytes!("../../../fixtures/audio/jfk.mp3"),
         include_str!("../../../fixtures/audio/jfk.mp3.expected.json"),
-        include_str!("../../../fixtures/audio/jfk.mp3.expected.txt"),
         Format::Mp3,
     ),
     (
         "jfk.flac",
         include_bytes!("../../../fixtures/audio/jfk.flac"),
         include_str!("../../../fixtures/audio/jfk.flac.expected.json"),
-        include_str!("../../../fixtures/audio/jfk.flac.expected.txt"),
         Format::Flac,
     ),
     (
         "jfk.ogg",
         include_bytes!("../../../fixtures/audio/jfk.ogg"),
         include_str!("../../../fixtures/audio/jfk.ogg.expected.json"),
-        include_str!("../../../fixtures/audio/jfk.ogg.expected.txt"),
         Format::Ogg,
     ),
     (
         "jfk.m4a",
         include_bytes!("../../../fixtures/audio/jfk.m4a"),
         include_str!("../../../fixtures/audio/jfk.m4a.expected.json"),
-        include_str!("../../../fixtures/audio/jfk.m4a.expected.txt"),
         Format::M4a,
     ),
     (
         "jfk.aac",
         include_bytes!("../../../fixtures/audio/jfk.aac"),
         include_str!("../../../fixtures/audio/jfk.aac.expected.json"),
-        include_str!("../../../fixtures/audio/jfk.aac.expected.txt"),
         Format::Aac,
     ),
 ];
 
 #[test]
 fn probes_every_container() {
-    for (name, bytes, json, text, format) in CASES {
+    // The probe adds no text: the transcript comes from the pipeline's `transcribe` step (checked through the
+    // server by tests/integration/audio.rs, against a word error rate).
+    for (name, bytes, json, format) in CASES {
         let expected: Value = serde_json::from_str(json).expect("expected json");
         let doc = run_with(bytes, *format, &Limits::default()).expect(name);
-        assert_eq!(doc.plain_text(), text.trim_end_matches('\n'), "{name}");
         assert!(doc.segments.is_empty(), "{name}");
         for key in ["container", "codec", "sample_rate", "channels"] {
             assert_eq!(doc.metadata[key], expected[key], "{name}: {key}");
@@ -130,7 +125,7 @@ fn length_limit_and_progress() {
         max_audio_seconds: 5.0,
         ..Limits::default()
     };
-    for (name, bytes, _, _, format) in CASES {
+    for (name, bytes, _, format) in CASES {
         let err = run_with(bytes, *format, &limits).expect_err(name);
         assert_eq!(err.code(), "limit_exceeded", "{name}");
     }
