@@ -141,6 +141,10 @@ impl App {
         embedder
             .into_iter()
             .chain(self.chat.infos().into_iter().map(|m| m.id))
+            .chain(self.asr.lock().ok().and_then(|a| {
+                a.as_ref()
+                    .map(|_| crate::models::asr::MODEL_NAME.to_owned())
+            }))
             .collect()
     }
 

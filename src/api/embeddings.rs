@@ -133,6 +133,16 @@ impl App {
             context_window: u32::try_from(info.context_window).unwrap_or(u32::MAX),
             dimensions: None,
         }));
+        list.push(ModelObject {
+            id: crate::models::asr::MODEL_NAME.into(),
+            object: "model".into(),
+            created: self.started_unix,
+            owned_by: "docpipe".into(),
+            kind: "transcription".into(),
+            // Whisper's decoder window in tokens (it hears audio 30 s at a time).
+            context_window: 448,
+            dimensions: None,
+        });
         list
     }
 }

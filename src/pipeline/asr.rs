@@ -137,10 +137,9 @@ pub fn transcribe_bytes(
             break;
         }
     }
-    Ok(FileTranscript {
-        segments,
-        duration: offset as f64 / f64::from(SAMPLE_RATE),
-    })
+    let duration = offset as f64 / f64::from(SAMPLE_RATE);
+    crate::telemetry::metrics::audio_seconds_transcribed(duration);
+    Ok(FileTranscript { segments, duration })
 }
 
 fn previous_text(segments: &[Segment], last: &Segment) -> String {

@@ -33,6 +33,7 @@ impl RouterMetrics {
 
     /// Records that `tier` answered.
     pub fn decided(&self, tier: &str, after_fallback: bool) {
+        crate::telemetry::metrics::router_decision(tier);
         self.update(tier, |c| {
             c.answered += 1;
             c.after_fallback += u64::from(after_fallback);

@@ -413,6 +413,7 @@ fn generate(model: &mut ChatModel, job: &Job, id: &str) -> Result<Option<Usage>,
         prompt_tokens: job.tokens.len(),
         completion_tokens: completion,
     };
+    crate::telemetry::metrics::chat_tokens_generated(id, completion as u64);
     let done = GenerationEvent::Done {
         finish_reason: finish,
         usage,
