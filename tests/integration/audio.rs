@@ -402,11 +402,6 @@ fn regex_like_srt(srt: &str) -> bool {
 
 #[tokio::test]
 async fn the_official_openai_client_transcribes_in_every_format() {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "the test venv with the openai client is missing: run `make test-deps`"
-    );
     let server = Server::start().await;
     let script = r#"
 import os
@@ -431,20 +426,13 @@ assert r.segments and r.segments[0].start >= 0 and r.segments[-1].end <= r.durat
 assert r.words and any("country" in w.word.lower() for w in r.words), r
 print("ok")
 "#;
-    let out = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .env("BASE", &server.base)
-        .env("AUDIO", crate::common::fixtures_dir().join("audio/jfk.wav"))
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let audio = crate::common::fixtures_dir().join("audio/jfk.wav");
+    crate::common::run_openai_python(
+        &server,
+        &["-c".as_ref(), script.as_ref()],
+        &[("AUDIO", audio.as_os_str())],
+    )
+    .await;
 }
 
 #[test]

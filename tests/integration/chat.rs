@@ -435,23 +435,8 @@ async fn qwen_answers_from_the_given_text() {
 
 #[tokio::test]
 async fn the_official_openai_client_chats_streams_lists_models_and_embeds() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "the test venv with the openai client is missing: run `make test-deps`"
-    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/openai_chat.py");
     let server = Server::start().await;
-    let out = tokio::process::Command::new(python)
-        .arg(root.join("tests/python/openai_chat.py"))
-        .env("BASE", &server.base)
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::run_openai_python(&server, &[script.as_os_str()], &[]).await;
 }

@@ -312,3 +312,30 @@ pub fn fixtures_dir() -> PathBuf {
 pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(fixtures_dir().join(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
 }
+
+/// Runs Python from the test venv (the official `openai` client; `make test-deps` creates it) with `args` and
+/// `BASE` set to the server's URL plus `env`, and fails the test with its output unless it exits 0.
+pub async fn run_openai_python(
+    server: &Server,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+) {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
+    assert!(
+        python.exists(),
+        "the test venv with the openai client is missing: run `make test-deps`"
+    );
+    let out = tokio::process::Command::new(python)
+        .args(args)
+        .env("BASE", &server.base)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -241,11 +241,6 @@ async fn models_are_listed() {
 
 #[tokio::test]
 async fn the_official_openai_python_client_works_unchanged() {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "the test venv with the openai client is missing: run `make test-deps`"
-    );
     let server = Server::start().await;
     let script = r#"
 import base64, os, struct, sys
@@ -266,17 +261,5 @@ assert c.files.content(f.id).read() == b"openai client upload"
 assert c.files.delete(f.id).deleted
 print("ok")
 "#;
-    let out = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .env("BASE", &server.base)
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::run_openai_python(&server, &["-c".as_ref(), script.as_ref()], &[]).await;
 }
