@@ -8,17 +8,6 @@ use crate::common::{Server, assert_error, json_of};
 
 const SMOL: &str = "smollm2-135m-instruct";
 
-async fn post(server: &Server, path: &str, body: &Value) -> (reqwest::StatusCode, Value) {
-    let resp = server
-        .http
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    json_of(resp).await
-}
-
 fn chat_body(question: &str, max_tokens: u32) -> Value {
     json!({
         "model": SMOL,
@@ -51,7 +40,7 @@ fn content(body: &Value) -> String {
 async fn chat_answers_in_openai_shape_deterministically_at_temperature_zero() {
     let server = Server::start().await;
     let body = chat_body("What is the capital of France?", 24);
-    let (status, first) = post(&server, "/v1/chat/completions", &body).await;
+    let (status, first) = server.post_json("/v1/chat/completions", &body).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["object"], "chat.completion");
     assert!(
@@ -84,20 +73,18 @@ async fn chat_answers_in_openai_shape_deterministically_at_temperature_zero() {
     }
 
     // Greedy decoding is deterministic, on either path.
-    let (_, again) = post(&server, "/api/v1/chat/completions", &body).await;
+    let (_, again) = server.post_json("/api/v1/chat/completions", &body).await;
     assert_eq!(content(&again), content(&first));
     // A seed makes sampling reproducible too.
     let mut seeded = body.clone();
     seeded["temperature"] = json!(0.9);
     seeded["seed"] = json!(42);
-    let (_, a) = post(&server, "/v1/chat/completions", &seeded).await;
-    let (_, b) = post(&server, "/v1/chat/completions", &seeded).await;
+    let (_, a) = server.post_json("/v1/chat/completions", &seeded).await;
+    let (_, b) = server.post_json("/v1/chat/completions", &seeded).await;
     assert_eq!(content(&a), content(&b));
 
     // The legacy completions endpoint continues raw text.
-    let (status, c) = post(
-        &server,
-        "/v1/completions",
+    let (status, c) = server.post_json("/v1/completions",
         &json!({"model": "smollm2", "prompt": "The capital of France is", "max_tokens": 5, "temperature": 0}),
     )
     .await;
@@ -117,7 +104,7 @@ async fn chat_answers_in_openai_shape_deterministically_at_temperature_zero() {
 async fn streaming_sends_chunks_then_usage_then_done() {
     let server = Server::start().await;
     let mut body = chat_body("Name three colours.", 20);
-    let (_, whole) = post(&server, "/v1/chat/completions", &body).await;
+    let (_, whole) = server.post_json("/v1/chat/completions", &body).await;
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
     let resp = server
@@ -175,7 +162,7 @@ async fn streaming_sends_chunks_then_usage_then_done() {
 async fn stop_sequences_cut_the_answer_before_them() {
     let server = Server::start().await;
     let body = chat_body("List the days of the week, one per line.", 40);
-    let (_, whole) = post(&server, "/v1/chat/completions", &body).await;
+    let (_, whole) = server.post_json("/v1/chat/completions", &body).await;
     let text = content(&whole);
     // A stop string taken from the middle of the greedy answer: the stopped answer is everything before its
     // first occurrence.
@@ -185,7 +172,7 @@ async fn stop_sequences_cut_the_answer_before_them() {
     let expected = &text[..text.find(&stop).expect("stop occurs")];
     let mut stopped = body.clone();
     stopped["stop"] = json!(["@@never@@", stop]);
-    let (status, cut) = post(&server, "/v1/chat/completions", &stopped).await;
+    let (status, cut) = server.post_json("/v1/chat/completions", &stopped).await;
     assert_eq!(status, 200, "{cut}");
     assert_eq!(content(&cut), expected, "stop {stop:?} in {text:?}");
     assert_eq!(cut["choices"][0]["finish_reason"], "stop");
@@ -215,7 +202,9 @@ async fn stop_sequences_cut_the_answer_before_them() {
 #[tokio::test]
 async fn bad_requests_get_openai_errors_naming_the_parameter() {
     let server = Server::start().await;
-    let (s, b) = post(&server, "/v1/chat/completions", &chat_body("hi", 5000)).await;
+    let (s, b) = server
+        .post_json("/v1/chat/completions", &chat_body("hi", 5000))
+        .await;
     assert_error(
         s,
         &b,
@@ -226,7 +215,9 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
         "maximum context length is 4096 tokens",
     );
     let long = "lorem ipsum dolor ".repeat(2000);
-    let (s, b) = post(&server, "/v1/chat/completions", &chat_body(&long, 16)).await;
+    let (s, b) = server
+        .post_json("/v1/chat/completions", &chat_body(&long, 16))
+        .await;
     assert_error(
         s,
         &b,
@@ -238,7 +229,7 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
     );
     let mut unknown = chat_body("hi", 4);
     unknown["model"] = json!("gpt-5");
-    let (s, b) = post(&server, "/v1/chat/completions", &unknown).await;
+    let (s, b) = server.post_json("/v1/chat/completions", &unknown).await;
     assert_error(
         s,
         &b,
@@ -258,7 +249,7 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
     ] {
         let mut body = chat_body("hi", 4);
         body[field] = value;
-        let (s, b) = post(&server, "/v1/chat/completions", &body).await;
+        let (s, b) = server.post_json("/v1/chat/completions", &body).await;
         assert_error(
             s,
             &b,
@@ -271,7 +262,7 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
     }
     let mut body = chat_body("hi", 4);
     body["messages"] = json!([{"role": "tool", "content": "x"}]);
-    let (s, b) = post(&server, "/v1/chat/completions", &body).await;
+    let (s, b) = server.post_json("/v1/chat/completions", &body).await;
     assert_error(
         s,
         &b,
@@ -282,7 +273,9 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
         "tool",
     );
     // The service is still healthy and answers.
-    let (s, _) = post(&server, "/v1/chat/completions", &chat_body("hi", 2)).await;
+    let (s, _) = server
+        .post_json("/v1/chat/completions", &chat_body("hi", 2))
+        .await;
     assert_eq!(s, 200);
 }
 
@@ -298,7 +291,7 @@ async fn concurrent_clients_are_all_served() {
     let answers = futures::future::join_all(questions.iter().map(|q| {
         let body = chat_body(q, 8);
         let server = &server;
-        async move { post(server, "/v1/chat/completions", &body).await }
+        async move { server.post_json("/v1/chat/completions", &body).await }
     }))
     .await;
     for (s, b) in &answers {
@@ -310,7 +303,9 @@ async fn concurrent_clients_are_all_served() {
         );
     }
     // Each answer is the one its question gets alone (no cross-talk between requests).
-    let (_, alone) = post(&server, "/v1/chat/completions", &chat_body(questions[2], 8)).await;
+    let (_, alone) = server
+        .post_json("/v1/chat/completions", &chat_body(questions[2], 8))
+        .await;
     assert_eq!(content(&answers[2].1), content(&alone));
 }
 
@@ -372,7 +367,9 @@ async fn a_full_queue_answers_503_with_retry_after() {
         "a queue of 1 holds one request: {refused} refused"
     );
     // The service recovers.
-    let (s, _) = post(&server, "/v1/chat/completions", &chat_body("hi", 2)).await;
+    let (s, _) = server
+        .post_json("/v1/chat/completions", &chat_body("hi", 2))
+        .await;
     assert_eq!(s, 200);
 }
 
@@ -383,7 +380,9 @@ async fn a_client_that_disconnects_cancels_its_generation() {
     drop(start_long_stream(&server).await);
     // The engine notices and is free again at once: a short request is answered quickly.
     let started = Instant::now();
-    let (s, b) = post(&server, "/v1/chat/completions", &chat_body("hi", 4)).await;
+    let (s, b) = server
+        .post_json("/v1/chat/completions", &chat_body("hi", 4))
+        .await;
     assert_eq!(s, 200, "{b}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -428,7 +427,7 @@ async fn qwen_answers_from_the_given_text() {
         "temperature": 0,
         "max_tokens": 24
     });
-    let (s, b) = post(&server, "/v1/chat/completions", &body).await;
+    let (s, b) = server.post_json("/v1/chat/completions", &body).await;
     assert_eq!(s, 200, "{b}");
     assert!(content(&b).contains("83172"), "{b}");
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Server, fixture, json_of};
+use crate::common::{Server, fixture};
 use crate::router::router_config;
 
 /// The shipped tiers with a small grounding budget, so retrieval (not whole files) picks the sources.
@@ -17,17 +17,6 @@ fn small_budget_config() -> String {
     format!(
         "{tiers}[grounding]\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n"
     )
-}
-
-async fn post(server: &Server, path: &str, body: &Value) -> (StatusCode, Value) {
-    let resp = server
-        .http
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    json_of(resp).await
 }
 
 /// Uploads the three fixtures; only the PDF knows how many pears there are.
@@ -100,7 +89,7 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
         "file_ids": ids,
         "max_tokens": 40
     });
-    let (status, body) = post(&server, "/api/v1/chat/multimodal", &question).await;
+    let (status, body) = server.post_json("/api/v1/chat/multimodal", &question).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["object"], "chat.completion");
     let answer = body["choices"][0]["message"]["content"]
@@ -177,11 +166,11 @@ async fn trivial_and_complex_requests_are_answered_by_different_tiers() {
         .await;
     let id = f["id"].as_str().expect("id");
     let ask = |text: &str| json!({"messages": [{"role": "user", "content": text}], "file_ids": [id], "max_tokens": 8});
-    let (status, easy) = post(&server, "/api/v1/chat/multimodal", &ask("Hi!")).await;
+    let (status, easy) = server
+        .post_json("/api/v1/chat/multimodal", &ask("Hi!"))
+        .await;
     assert_eq!(status, StatusCode::OK, "{easy}");
-    let (status, hard) = post(
-        &server,
-        "/api/v1/chat/multimodal",
+    let (status, hard) = server.post_json("/api/v1/chat/multimodal",
         &ask("Compare the build and test steps, analyse the trade-offs and write a shell script for them."),
     )
     .await;
@@ -223,9 +212,7 @@ async fn trivial_and_complex_requests_are_answered_by_different_tiers() {
         [easy["model"].as_str().expect("model").to_owned()],
         "{text}"
     );
-    let (status, whole) = post(
-        &server,
-        "/v1/chat/completions",
+    let (status, whole) = server.post_json("/v1/chat/completions",
         &json!({"model": "auto", "messages": [{"role": "user", "content": "Hi!"}], "max_tokens": 4}),
     )
     .await;
@@ -294,7 +281,7 @@ max_score = 1.0
         "file_ids": [f["id"]],
         "max_tokens": 16
     });
-    let (status, resp) = post(&server, "/api/v1/chat/multimodal", &body).await;
+    let (status, resp) = server.post_json("/api/v1/chat/multimodal", &body).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     assert_eq!(resp["routing"]["tier"], "peer", "{resp}");
     assert_eq!(resp["routing"]["fallbacks"][0]["tier"], "down", "{resp}");

@@ -195,6 +195,19 @@ impl Server {
         json_of(self.http.get(self.url(path)).send().await.expect("get")).await
     }
 
+    /// POST a JSON body to a path, returning status and JSON.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        json_of(
+            self.http
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("post"),
+        )
+        .await
+    }
+
     /// DELETE a path, returning status and JSON.
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         json_of(
