@@ -17,11 +17,13 @@
 //!   requests queued behind it are dropped and their callers get [`EmbedError::ShutDown`].
 //! - Nothing here takes a lock; the only blocking calls are the queue operations named above.
 //!
-//! candle also keeps a process-wide spin "barrier pool" for large element-wise ops, sized once from the env var
-//! `CANDLE_NUM_THREADS` (default: physical cores). Set it to the embed thread count on small machines, or the
-//! element-wise ops use one more core than configured.
+//! - On the CPU the forward pass is [`cpu_bert`]: candle's matmuls with the steps between them fused into
+//!   plain loops on the calling thread, so each compute thread embeds its own sub-batch without touching
+//!   candle's process-wide element-wise "barrier pool" (which serialises concurrent callers). Other devices run
+//!   candle-transformers' `BertModel`.
 
 mod bench;
+mod cpu_bert;
 mod engine;
 mod service;
 #[cfg(test)]

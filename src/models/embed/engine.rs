@@ -9,6 +9,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
+use super::cpu_bert::CpuBert;
 use super::{DIMENSIONS, EmbedError, Embedding, Embeddings, MAX_TOKENS};
 
 /// Weights file inside the model directory.
@@ -56,10 +57,17 @@ pub(super) struct Tokenized {
     pub(super) tokens: usize,
 }
 
+/// The BERT forward pass: fused loops around candle's matmuls on the CPU ([`CpuBert`]), candle-transformers'
+/// `BertModel` on other devices.
+enum Encoder {
+    Cpu(CpuBert),
+    Candle(BertModel),
+}
+
 /// all-MiniLM-L6-v2 loaded on one device. Not thread-bound: it computes in the current rayon pool, so run it
 /// inside `pool.install` of a pool with the thread count you want.
 pub struct Embedder {
-    model: BertModel,
+    encoder: Encoder,
     tokens: TokenCounter,
     device: Device,
     sep_id: u32,
@@ -98,7 +106,11 @@ impl Embedder {
         })?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(EmbedError::Weights)?;
-        let model = BertModel::load(vb, &config).map_err(EmbedError::Weights)?;
+        let encoder = if device.is_cpu() {
+            Encoder::Cpu(CpuBert::load(&vb, &config)?)
+        } else {
+            Encoder::Candle(BertModel::load(vb, &config).map_err(EmbedError::Weights)?)
+        };
 
         let tokenizer = load_tokenizer(&model_dir.join(TOKENIZER_FILE))?;
         let special = |token: &str| {
@@ -112,7 +124,7 @@ impl Embedder {
         let sep_id = special(SEP_TOKEN)?;
         let pad_id = special(PAD_TOKEN)?;
         Ok(Self {
-            model,
+            encoder,
             tokens: TokenCounter {
                 tokenizer: Arc::new(tokenizer),
             },
@@ -210,6 +222,18 @@ impl Embedder {
 
     /// One forward pass over rows padded to the longest one; returns the pooled, normalised vectors.
     fn forward(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match &self.encoder {
+            Encoder::Cpu(bert) => bert.forward(rows),
+            Encoder::Candle(bert) => self.forward_candle(bert, rows),
+        }
+    }
+
+    /// [`Self::forward`] through candle-transformers' `BertModel` (GPU devices).
+    fn forward_candle(
+        &self,
+        model: &BertModel,
+        rows: &[&[u32]],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let width = rows.iter().map(|row| row.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows.len() * width);
         let mut mask = Vec::with_capacity(rows.len() * width);
@@ -223,7 +247,7 @@ impl Embedder {
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
         let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+        let hidden = model.forward(&ids, &token_types, Some(&mask))?;
 
         // Mean over the real tokens only, then L2 normalisation (sentence-transformers' Pooling + Normalize).
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
