@@ -46,6 +46,7 @@ models:
 
 ## Builds the release binary; also places it at ./target/release/docpipe when CARGO_TARGET_DIR is elsewhere.
 build:
+	@bash scripts/ggml-settings-fresh.sh
 	cargo build --release
 	@if [ "$(BIN)" != "$(CURDIR)/target/release/docpipe" ]; then \
 	  mkdir -p target/release && ln -sf "$(BIN)" target/release/docpipe; fi

@@ -363,8 +363,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let out2 = out.clone();
-            let model = tokio::task::spawn_blocking(move || asr::convert::convert_dir(&dir, &out2))
-                .await??;
+            let model = tokio::task::spawn_blocking(move || {
+                asr::convert::convert_dir(&dir, &out2, asr::GGML_WEIGHTS)
+            })
+            .await??;
             println!(
                 "wrote {} ({} tensors, {:?})",
                 out.display(),

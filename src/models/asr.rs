@@ -30,8 +30,11 @@ pub use engine::{AsrHandle, AsrService};
 pub const MODEL_NAME: &str = "whisper-tiny.en";
 /// Directory of the CTranslate2 model under `DOCPIPE_MODELS_DIR`.
 pub const CT2_DIR_NAME: &str = "whisper-tiny-en-ct2";
-/// The converted ggml model, inside [`CT2_DIR_NAME`].
-pub const GGML_FILE_NAME: &str = "ggml-tiny.en.bin";
+/// The converted ggml model, inside [`CT2_DIR_NAME`]; the name carries the weight encoding, so a cache
+/// converted with another one is converted again rather than reused.
+pub const GGML_FILE_NAME: &str = "ggml-tiny.en-q8_0.bin";
+/// Encoding of the converted model's weight matrices.
+pub const GGML_WEIGHTS: convert::Encoding = convert::Encoding::Q8_0;
 /// Sample rate of the audio the engine takes.
 pub const SAMPLE_RATE: u32 = 16_000;
 /// The only language of tiny.en.
@@ -136,7 +139,7 @@ pub fn ensure_ggml(ggml: &Path) -> Result<bool, AsrError> {
         .parent()
         .ok_or_else(|| AsrError::InvalidConfig(format!("{} has no folder", ggml.display())))?;
     tracing::info!(from = %dir.display(), to = %ggml.display(), "converting the Whisper model to ggml");
-    convert::convert_dir(dir, ggml)?;
+    convert::convert_dir(dir, ggml, GGML_WEIGHTS)?;
     Ok(true)
 }
 

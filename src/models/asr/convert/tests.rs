@@ -28,7 +28,7 @@ fn tiny_en_converts_with_whisper_cpp_names_shapes_and_header() {
     let model =
         Ct2Model::parse(&std::fs::read(dir.join("model.bin")).expect("read")).expect("parse");
     let vocab = std::fs::read_to_string(dir.join("vocabulary.txt")).expect("read vocabulary");
-    let g = convert(&model, &vocab).expect("convert");
+    let g = convert(&model, &vocab, Encoding::F16).expect("convert");
     assert_eq!(
         g.hparams,
         HParams {
@@ -54,9 +54,12 @@ fn tiny_en_converts_with_whisper_cpp_names_shapes_and_header() {
             .unwrap_or_else(|| panic!("{name} missing"))
     };
     let q = find("encoder.blocks.0.attn.query.weight");
-    assert_eq!((q.dims.clone(), q.f32), (vec![384, 384], false));
+    assert_eq!(
+        (q.dims.clone(), q.encoding),
+        (vec![384, 384], Encoding::F16)
+    );
     assert_eq!(find("encoder.conv1.bias").dims, vec![384, 1]);
-    assert!(find("encoder.conv1.bias").f32);
+    assert_eq!(find("encoder.conv1.bias").encoding, Encoding::F32);
     assert_eq!(find("encoder.conv1.weight").dims, vec![384, 80, 3]);
     assert_eq!(
         find("decoder.blocks.3.cross_attn.value.bias").dims,
@@ -66,16 +69,11 @@ fn tiny_en_converts_with_whisper_cpp_names_shapes_and_header() {
         find("decoder.token_embedding.weight").dims,
         vec![51_864, 384]
     );
-    assert!(find("encoder.positional_embedding").f32);
+    assert_eq!(find("encoder.positional_embedding").encoding, Encoding::F32);
     assert!(!g.tensors.iter().any(|t| t.name.contains("key.bias")));
     for t in &g.tensors {
         let elems: usize = t.dims.iter().product();
-        assert_eq!(
-            t.data.len(),
-            elems * if t.f32 { 4 } else { 2 },
-            "{}",
-            t.name
-        );
+        assert_eq!(t.data.len(), t.encoding.bytes(elems), "{}", t.name);
     }
     // The fused projection is split in order: the value weights are the last third of CTranslate2's rows.
     let fused = model
@@ -101,6 +99,63 @@ fn tiny_en_converts_with_whisper_cpp_names_shapes_and_header() {
         "{}",
         out.len()
     );
+}
+
+#[test]
+fn q8_0_writes_weight_matrices_only_and_keeps_their_values() {
+    let Some(dir) = ct2_dir() else { return };
+    let model =
+        Ct2Model::parse(&std::fs::read(dir.join("model.bin")).expect("read")).expect("parse");
+    let vocab = std::fs::read_to_string(dir.join("vocabulary.txt")).expect("read vocabulary");
+    let f16 = convert(&model, &vocab, Encoding::F16).expect("convert f16");
+    let q8 = convert(&model, &vocab, Encoding::Q8_0).expect("convert q8_0");
+    // "mostly Q8_0" (7) with ggml's quantization version 2, as its quantizer writes it.
+    assert_eq!(q8.hparams.ftype, 2007);
+    for (a, b) in f16.tensors.iter().zip(&q8.tensors) {
+        assert_eq!((&a.name, &a.dims), (&b.name, &b.dims));
+        let expected = match a.encoding {
+            Encoding::F16 if a.name.contains(".conv") => Encoding::F16,
+            Encoding::F16 => Encoding::Q8_0,
+            other => other,
+        };
+        assert_eq!(b.encoding, expected, "{}", b.name);
+    }
+    // Dequantised, the query weights stay within half a quantization step of the f16 values, plus the f16
+    // rounding of the scale (at most 127 steps times 2^-11 relative).
+    let pick = |g: &GgmlWhisper| {
+        g.tensors
+            .iter()
+            .find(|t| t.name == "decoder.blocks.0.attn.query.weight")
+            .expect("query")
+            .data
+            .clone()
+    };
+    let exact: Vec<f32> = pick(&f16)
+        .chunks_exact(2)
+        .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect();
+    let quantized = pick(&q8);
+    for (block, values) in quantized.chunks_exact(34).zip(exact.chunks_exact(32)) {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        for (&q, &x) in block[2..].iter().zip(values) {
+            let restored = f32::from(q as i8) * d;
+            assert!((restored - x).abs() <= d * 0.57 + 1e-6, "{restored} vs {x}");
+        }
+    }
+}
+
+#[test]
+fn q8_0_blocks_match_ggml_layout() {
+    let mut values = vec![0.0f32; 64];
+    values[0] = 1.27;
+    values[1] = -0.5;
+    let bytes = quantize_q8_0(&values);
+    assert_eq!(bytes.len(), 68);
+    assert!((f16::from_le_bytes([bytes[0], bytes[1]]).to_f32() - 0.01).abs() < 1e-5);
+    assert_eq!(bytes[2] as i8, 127);
+    assert_eq!(bytes[3] as i8, -50);
+    // An all-zero block has scale 0 and zero quants.
+    assert!(bytes[34..].iter().all(|&b| b == 0));
 }
 
 #[test]
