@@ -22,12 +22,20 @@ fn ct2_dir() -> Option<PathBuf> {
     }
 }
 
-#[test]
-fn tiny_en_converts_with_whisper_cpp_names_shapes_and_header() {
-    let Some(dir) = ct2_dir() else { return };
+/// The parsed `model.bin` and `vocabulary.txt` of the real model, or `None` (with a note) without them.
+fn real_model() -> Option<(Ct2Model, String)> {
+    let dir = ct2_dir()?;
     let model =
         Ct2Model::parse(&std::fs::read(dir.join("model.bin")).expect("read")).expect("parse");
     let vocab = std::fs::read_to_string(dir.join("vocabulary.txt")).expect("read vocabulary");
+    Some((model, vocab))
+}
+
+#[test]
+fn tiny_en_converts_with_whisper_cpp_names_shapes_and_header() {
+    let Some((model, vocab)) = real_model() else {
+        return;
+    };
     let g = convert(&model, &vocab, Encoding::F16).expect("convert");
     assert_eq!(
         g.hparams,
@@ -103,10 +111,9 @@ fn tiny_en_converts_with_whisper_cpp_names_shapes_and_header() {
 
 #[test]
 fn q8_0_writes_weight_matrices_only_and_keeps_their_values() {
-    let Some(dir) = ct2_dir() else { return };
-    let model =
-        Ct2Model::parse(&std::fs::read(dir.join("model.bin")).expect("read")).expect("parse");
-    let vocab = std::fs::read_to_string(dir.join("vocabulary.txt")).expect("read vocabulary");
+    let Some((model, vocab)) = real_model() else {
+        return;
+    };
     let f16 = convert(&model, &vocab, Encoding::F16).expect("convert f16");
     let q8 = convert(&model, &vocab, Encoding::Q8_0).expect("convert q8_0");
     // "mostly Q8_0" (7) with ggml's quantization version 2, as its quantizer writes it.
