@@ -88,6 +88,7 @@ impl App {
             device,
             threads: config.chat_compute_threads(),
             queue_capacity: config.chat_queue,
+            max_active: config.chat_active,
         };
         let chat = tokio::task::spawn_blocking(move || ChatModels::start(&chat_config))
             .await?

@@ -100,13 +100,18 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_CHAT_MODELS", default_value = crate::models::chat::registry::DEFAULT_MODELS)]
     pub chat_models: String,
 
-    /// Compute threads of each chat model (default: all cores; one generation runs at a time per model).
+    /// Compute threads of each chat model (default: all cores).
     #[arg(long, env = "DOCPIPE_CHAT_THREADS")]
     pub chat_threads: Option<usize>,
 
     /// Chat requests that may wait per model; more get 503 with `Retry-After`.
     #[arg(long, env = "DOCPIPE_CHAT_QUEUE", default_value_t = crate::models::chat::registry::DEFAULT_QUEUE)]
     pub chat_queue: usize,
+
+    /// Generations each chat model advances together, one step each in turn (each keeps its own KV cache);
+    /// further requests wait in the queue.
+    #[arg(long, env = "DOCPIPE_CHAT_ACTIVE", default_value_t = crate::models::chat::registry::DEFAULT_ACTIVE)]
+    pub chat_active: usize,
     /// Admin API key. When set (here or as `API_KEY`), every route except `/health`, `/docs`, `/redoc` and
     /// `/openapi.json` needs a key (`X-API-Key: <key>` or `Authorization: Bearer <key>`); this one acts for
     /// tenant `default` with every scope and manages keys of all tenants. Unset: the server runs open.
@@ -308,6 +313,9 @@ impl Config {
         }
         if self.chat_queue == 0 {
             return invalid("DOCPIPE_CHAT_QUEUE", "must be at least 1");
+        }
+        if self.chat_active == 0 {
+            return invalid("DOCPIPE_CHAT_ACTIVE", "must be at least 1");
         }
         if self.rate_limit_window == 0 {
             return invalid("RATE_LIMIT_WINDOW", "must be greater than 0");

@@ -234,6 +234,7 @@ fn bench_model(args: &ChatBenchArgs, entry: &CatalogEntry) -> anyhow::Result<Mod
         device: DeviceSpec::Cpu,
         threads: args.threads,
         queue_capacity: args.clients.max(1) * 2,
+        max_active: crate::models::chat::registry::DEFAULT_ACTIVE,
     })?;
     let long = Prompt::Chat(long_chat());
     let ttft_prompt_tokens = engine.count_prompt_tokens(&long)?;

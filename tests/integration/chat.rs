@@ -333,7 +333,9 @@ async fn start_long_stream(server: &Server) -> reqwest::Response {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
-    let server = Server::start_with(&[("DOCPIPE_CHAT_QUEUE", "1")]).await;
+    // One generation at a time, one waiting: the rest of a burst is refused.
+    let server =
+        Server::start_with(&[("DOCPIPE_CHAT_QUEUE", "1"), ("DOCPIPE_CHAT_ACTIVE", "1")]).await;
     let running = start_long_stream(&server).await;
     // One more fits the queue; the others are refused at once.
     let (http, url) = (server.http.clone(), server.url("/v1/chat/completions"));
@@ -371,6 +373,32 @@ async fn a_full_queue_answers_503_with_retry_after() {
         .post_json("/v1/chat/completions", &chat_body("hi", 2))
         .await;
     assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_short_request_is_answered_while_a_long_generation_runs() {
+    let server = Server::start().await;
+    let mut long = start_long_stream(&server).await;
+    // The engine interleaves the two: the short answer does not wait for 3,000 tokens of counting.
+    let started = Instant::now();
+    let (s, b) = server
+        .post_json("/v1/chat/completions", &chat_body("hi", 4))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["usage"]["completion_tokens"], 4, "{b}");
+    let short_took = started.elapsed();
+    // The long generation is still streaming afterwards.
+    let chunk = long
+        .chunk()
+        .await
+        .expect("chunk")
+        .expect("the long stream goes on");
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert!(
+        short_took < Duration::from_secs(30),
+        "the short request waited {short_took:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,10 @@
 //!   Requests reach it through one bounded `std::sync::mpsc::sync_channel`; [`LocalChatModel::generate`]
 //!   renders and tokenizes the prompt on the caller's thread (cheap), checks the window, and takes a queue
 //!   place with `try_send`: a full queue is [`ChatError::Overloaded`] at once (503 + `Retry-After`).
-//! - The engine runs one generation at a time, in arrival order: the prompt in batches of
-//!   [`PREFILL_BATCH`] tokens, then one token per step. Before every step it checks whether the client is still
+//! - The engine advances up to `max_active` generations together, taking them from the queue in arrival order
+//!   and giving each one step in turn: a batch of up to [`PREFILL_BATCH`] prompt tokens, or one new token. Each
+//!   generation has its own copy of the model that shares the weights and keeps its own KV cache, so a long
+//!   answer no longer holds up the requests behind it. Before every step it checks whether the client is still
 //!   listening (`Sender::is_closed`): a dropped stream (client gone) cancels the generation. Deltas go to a
 //!   channel with room for every event the generation can send, so a slow reader never stalls the engine.
 //! - Model compute runs inside a dedicated rayon pool of `threads` threads (candle's f32 matmuls use the current
@@ -16,7 +18,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -53,6 +55,8 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Requests that may wait for the engine.
     pub queue_capacity: usize,
+    /// Generations advanced together (each with its own KV cache).
+    pub max_active: usize,
 }
 
 struct Job {
@@ -117,9 +121,9 @@ impl LocalChatModel {
     /// Loads the model on a new engine thread, warms it up and returns once it can serve. Blocks for the load
     /// (seconds): call it at start-up or from `spawn_blocking`.
     pub fn start(config: &EngineConfig) -> Result<Self, StartError> {
-        if config.threads == 0 || config.queue_capacity == 0 {
+        if config.threads == 0 || config.queue_capacity == 0 || config.max_active == 0 {
             return Err(StartError::Config(
-                "threads and queue capacity must be at least 1".to_owned(),
+                "threads, queue capacity and active generations must be at least 1".to_owned(),
             ));
         }
         let device = config.device.open()?;
@@ -132,6 +136,7 @@ impl LocalChatModel {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let path = config.path.clone();
         let id = config.id.clone();
+        let max_active = config.max_active;
         let started = Instant::now();
         let thread = std::thread::Builder::new()
             .name(format!("chat-{id}"))
@@ -152,14 +157,14 @@ impl LocalChatModel {
                     Ok::<_, StartError>((model, shared))
                 });
                 match loaded {
-                    Ok((mut model, shared)) => {
+                    Ok((model, shared)) => {
                         let facts = (
                             model.context_window,
                             model.requantized,
                             model.architecture.clone(),
                         );
                         let _ = ready_tx.send(Ok((shared, facts)));
-                        run_engine(&mut model, &pool, &receiver, &id);
+                        run_engine(model, &pool, &receiver, &id, max_active);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -323,103 +328,202 @@ fn validate(p: &SamplingParams) -> Result<(), ChatError> {
     Ok(())
 }
 
-/// The engine loop: one job at a time until `Terminate` or every sender is gone.
+/// The engine loop: takes jobs while fewer than `max_active` run (waiting only when none does), gives each
+/// running generation one step, and repeats until `Terminate` (after finishing the running ones) or until
+/// every sender is gone. A model that cannot be forked ([`ChatModel::fork`]) runs one generation at a time:
+/// the generation borrows the model and hands it back when it is over.
 fn run_engine(
-    model: &mut ChatModel,
+    model: ChatModel,
     pool: &rayon::ThreadPool,
     receiver: &Receiver<Message>,
     id: &str,
+    max_active: usize,
 ) {
-    while let Ok(Message::Generate(job)) = receiver.recv() {
-        if job.events.is_closed() {
-            continue;
-        }
-        let span = job.span.clone();
-        let _entered = span.enter();
-        let started = Instant::now();
-        let outcome = pool.install(|| generate(model, &job, id));
-        match outcome {
-            Ok(Some(usage)) => tracing::info!(
-                model = id,
-                prompt_tokens = usage.prompt_tokens,
-                completion_tokens = usage.completion_tokens,
-                ms = started.elapsed().as_millis(),
-                "generated"
-            ),
-            Ok(None) => tracing::info!(model = id, "generation cancelled: the client went away"),
-            Err(e) => {
-                tracing::error!(model = id, error = %e, "generation failed");
-                let _ = job.events.blocking_send(Err(e));
+    let forkable = model.fork().is_some();
+    let max_active = if forkable { max_active } else { 1 };
+    let mut spare = Some(model);
+    let mut active: Vec<Generation> = Vec::with_capacity(max_active);
+    let mut accepting = true;
+    while accepting || !active.is_empty() {
+        while accepting && active.len() < max_active {
+            let message = if active.is_empty() {
+                receiver.recv().ok()
+            } else {
+                match receiver.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            };
+            match message {
+                Some(Message::Generate(job)) if !job.events.is_closed() => {
+                    let own = match &spare {
+                        Some(base) if forkable => base.fork(),
+                        _ => spare.take(),
+                    }
+                    .expect("an unforkable model runs one generation at a time, so it is back. This is a bug.");
+                    active.push(Generation::new(job, own));
+                }
+                Some(Message::Generate(_)) => {}
+                Some(Message::Terminate) | None => accepting = false,
             }
         }
+        pool.install(|| {
+            let mut index = 0;
+            while index < active.len() {
+                if active[index].step(id) {
+                    let over = active.swap_remove(index);
+                    if spare.is_none() {
+                        spare = Some(over.model);
+                    }
+                } else {
+                    index += 1;
+                }
+            }
+        });
     }
     tracing::debug!(model = id, "chat engine stopped");
 }
 
-/// Runs one generation; `Ok(None)` when the client went away.
-fn generate(model: &mut ChatModel, job: &Job, id: &str) -> Result<Option<Usage>, ChatError> {
-    let infer = |e: candle_core::Error| ChatError::Inference(e.to_string());
-    let mut logits = Vec::new();
-    for (i, batch) in job.tokens.chunks(PREFILL_BATCH).enumerate() {
-        if job.events.is_closed() {
-            return Ok(None);
+/// What a step of a generation led to.
+enum Outcome {
+    /// More steps to go.
+    Running,
+    /// Finished, with its usage (`Done` sent).
+    Done(Usage),
+    /// The client went away.
+    Cancelled,
+}
+
+/// One running generation: its job, its own model copy (shared weights, own KV cache) and decoding state.
+struct Generation {
+    job: Box<Job>,
+    model: ChatModel,
+    /// Prompt tokens already in the KV cache.
+    prefilled: usize,
+    /// Logits after the last token fed in.
+    logits: Vec<f32>,
+    sampler: Sampler,
+    decoder: IncrementalDecoder,
+    stops: StopMatcher,
+    completion: usize,
+    started: Instant,
+}
+
+impl Generation {
+    fn new(job: Box<Job>, model: ChatModel) -> Self {
+        Self {
+            sampler: Sampler::new(&job.params),
+            stops: StopMatcher::new(&job.params.stop),
+            job,
+            model,
+            prefilled: 0,
+            logits: Vec::new(),
+            decoder: IncrementalDecoder::default(),
+            completion: 0,
+            started: Instant::now(),
         }
-        logits = model.forward(batch, i * PREFILL_BATCH).map_err(infer)?;
     }
-    let mut sampler = Sampler::new(&job.params);
-    let mut decoder = IncrementalDecoder::default();
-    let mut stops = StopMatcher::new(&job.params.stop);
-    let mut pos = job.tokens.len();
-    let mut completion = 0;
-    let finish = loop {
-        if completion >= job.params.max_tokens {
-            break FinishReason::Length;
+
+    /// Runs one step; true when the generation is over (finished, failed or cancelled), after logging it.
+    fn step(&mut self, id: &str) -> bool {
+        let span = self.job.span.clone();
+        let _entered = span.enter();
+        match self.advance(id) {
+            Ok(Outcome::Running) => false,
+            Ok(Outcome::Done(usage)) => {
+                tracing::info!(
+                    model = id,
+                    prompt_tokens = usage.prompt_tokens,
+                    completion_tokens = usage.completion_tokens,
+                    ms = self.started.elapsed().as_millis(),
+                    "generated"
+                );
+                true
+            }
+            Ok(Outcome::Cancelled) => {
+                tracing::info!(model = id, "generation cancelled: the client went away");
+                true
+            }
+            Err(e) => {
+                tracing::error!(model = id, error = %e, "generation failed");
+                let _ = self.job.events.blocking_send(Err(e));
+                true
+            }
         }
-        let token = sampler.sample(&mut logits);
-        completion += 1;
-        if model.tokenizer.is_stop(token) {
-            break FinishReason::Stop;
+    }
+
+    /// One forward pass and what follows from it.
+    fn advance(&mut self, id: &str) -> Result<Outcome, ChatError> {
+        let infer = |e: candle_core::Error| ChatError::Inference(e.to_string());
+        if self.job.events.is_closed() {
+            return Ok(Outcome::Cancelled);
         }
-        let piece = decoder
-            .push(&model.tokenizer, token)
+        let prompt_len = self.job.tokens.len();
+        if self.prefilled < prompt_len {
+            let end = (self.prefilled + PREFILL_BATCH).min(prompt_len);
+            self.logits = self
+                .model
+                .forward(&self.job.tokens[self.prefilled..end], self.prefilled)
+                .map_err(infer)?;
+            self.prefilled = end;
+            if end < prompt_len {
+                return Ok(Outcome::Running);
+            }
+        }
+        if self.completion >= self.job.params.max_tokens {
+            return Ok(self.finish(FinishReason::Length, id));
+        }
+        let token = self.sampler.sample(&mut self.logits);
+        self.completion += 1;
+        if self.model.tokenizer.is_stop(token) {
+            return Ok(self.finish(FinishReason::Stop, id));
+        }
+        let piece = self
+            .decoder
+            .push(&self.model.tokenizer, token)
             .map_err(|e| ChatError::Inference(e.to_string()))?;
-        match stops.push(&piece) {
-            Matched::Continue(text) => {
-                if !text.is_empty() && !send(job, GenerationEvent::Delta(text)) {
-                    return Ok(None);
-                }
-            }
-            Matched::Stop(text) => {
-                if !text.is_empty() && !send(job, GenerationEvent::Delta(text)) {
-                    return Ok(None);
-                }
-                break FinishReason::Stop;
-            }
+        let (text, stopped) = match self.stops.push(&piece) {
+            Matched::Continue(text) => (text, false),
+            Matched::Stop(text) => (text, true),
+        };
+        if !text.is_empty() && !send(&self.job, GenerationEvent::Delta(text)) {
+            return Ok(Outcome::Cancelled);
         }
-        if completion >= job.params.max_tokens {
-            break FinishReason::Length;
+        if stopped {
+            return Ok(self.finish(FinishReason::Stop, id));
         }
-        if job.events.is_closed() {
-            return Ok(None);
+        if self.completion >= self.job.params.max_tokens {
+            return Ok(self.finish(FinishReason::Length, id));
         }
-        logits = model.forward(&[token], pos).map_err(infer)?;
-        pos += 1;
-    };
-    let rest = stops.finish();
-    if !rest.is_empty() && !send(job, GenerationEvent::Delta(rest)) {
-        return Ok(None);
+        // The sampled token goes in at the position after the prompt and the tokens before it.
+        let pos = prompt_len + self.completion - 1;
+        self.logits = self.model.forward(&[token], pos).map_err(infer)?;
+        Ok(Outcome::Running)
     }
-    let usage = Usage {
-        prompt_tokens: job.tokens.len(),
-        completion_tokens: completion,
-    };
-    crate::telemetry::metrics::chat_tokens_generated(id, completion as u64);
-    let done = GenerationEvent::Done {
-        finish_reason: finish,
-        usage,
-        model: id.to_owned(),
-    };
-    Ok(send(job, done).then_some(usage))
+
+    /// Flushes held-back text and sends `Done`.
+    fn finish(&mut self, finish_reason: FinishReason, id: &str) -> Outcome {
+        let rest = self.stops.finish();
+        if !rest.is_empty() && !send(&self.job, GenerationEvent::Delta(rest)) {
+            return Outcome::Cancelled;
+        }
+        let usage = Usage {
+            prompt_tokens: self.job.tokens.len(),
+            completion_tokens: self.completion,
+        };
+        crate::telemetry::metrics::chat_tokens_generated(id, self.completion as u64);
+        let done = GenerationEvent::Done {
+            finish_reason,
+            usage,
+            model: id.to_owned(),
+        };
+        if send(&self.job, done) {
+            Outcome::Done(usage)
+        } else {
+            Outcome::Cancelled
+        }
+    }
 }
 
 /// Sends an event (the channel always has room); false when the client has gone away.

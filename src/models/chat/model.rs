@@ -178,6 +178,25 @@ impl ChatModel {
         })
     }
 
+    /// A second handle on this model that shares its weights but keeps its own KV cache, so two sequences
+    /// can be decoded in turn; `None` for Qwen2, whose candle implementation cannot be copied (one sequence at a
+    /// time then).
+    pub fn fork(&self) -> Option<Self> {
+        let weights = match &self.weights {
+            Weights::Llama(m) => Weights::Llama(m.clone()),
+            Weights::Qwen2(_) => return None,
+        };
+        Some(Self {
+            weights,
+            tokenizer: Arc::clone(&self.tokenizer),
+            template: Arc::clone(&self.template),
+            context_window: self.context_window,
+            architecture: self.architecture.clone(),
+            requantized: self.requantized,
+            device: self.device.clone(),
+        })
+    }
+
     /// Runs `tokens` at positions `pos..` (appending them to the KV cache; `pos == 0` starts a new sequence)
     /// and returns the logits of the last one.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Vec<f32>> {

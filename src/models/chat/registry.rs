@@ -45,6 +45,8 @@ pub static CATALOG: [CatalogEntry; 2] = [
 
 /// Default of `DOCPIPE_CHAT_MODELS`: every model of the catalog.
 pub const DEFAULT_MODELS: &str = "smollm2,qwen2.5-coder";
+/// Default of `DOCPIPE_CHAT_ACTIVE`: generations a model advances together.
+pub const DEFAULT_ACTIVE: usize = 4;
 /// Default of `DOCPIPE_CHAT_QUEUE`: requests that may wait per model before 503.
 pub const DEFAULT_QUEUE: usize = 16;
 
@@ -88,6 +90,8 @@ pub struct ChatConfig {
     pub threads: usize,
     /// Queue places per model.
     pub queue_capacity: usize,
+    /// Generations each model advances together.
+    pub max_active: usize,
 }
 
 /// The loaded local chat models.
@@ -115,6 +119,7 @@ impl ChatModels {
                 device: config.device,
                 threads: config.threads,
                 queue_capacity: config.queue_capacity,
+                max_active: config.max_active,
             };
             models.push((*entry, Arc::new(LocalChatModel::start(&engine)?)));
         }
