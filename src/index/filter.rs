@@ -76,6 +76,14 @@ impl SearchFilter {
         self.created_before.map(|t| t.timestamp())
     }
 
+    /// True when the filter restricts nothing but the tenant.
+    pub fn is_tenant_only(&self) -> bool {
+        self.file_ids.is_none()
+            && self.categories.is_none()
+            && self.created_after.is_none()
+            && self.created_before.is_none()
+    }
+
     /// True when no chunk can match (an empty id or category list, or an empty time range),
     /// so a search can answer without touching an index.
     pub fn matches_nothing(&self) -> bool {

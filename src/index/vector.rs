@@ -123,6 +123,10 @@ struct Inner {
     index: Index,
     entries: HashMap<u64, ChunkMeta>,
     by_chunk: HashMap<String, u64>,
+    /// Keys of each tenant's vectors, so a search sizes its candidates without scanning every entry.
+    by_tenant: HashMap<String, HashSet<u64>>,
+    /// Keys of each file's vectors.
+    by_file: HashMap<String, HashSet<u64>>,
     next_key: u64,
 }
 
@@ -198,21 +202,15 @@ impl VectorIndex {
                 ),
             )));
         }
-        let by_chunk = contents
-            .entries
-            .iter()
-            .map(|(k, m)| (m.chunk_id.clone(), *k))
-            .collect();
         Ok(VectorIndex {
             path: Some(path.to_owned()),
             model: model.to_owned(),
             dims,
-            inner: RwLock::new(Inner {
+            inner: RwLock::new(Inner::new(
                 index,
-                entries: contents.entries.into_iter().collect(),
-                by_chunk,
-                next_key: contents.header.next_key,
-            }),
+                contents.entries,
+                contents.header.next_key,
+            )),
             slots: new_slots(),
             save_lock: Mutex::new(()),
         })
@@ -224,12 +222,7 @@ impl VectorIndex {
             path: None,
             model: model.to_owned(),
             dims,
-            inner: RwLock::new(Inner {
-                index: new_usearch(dims)?,
-                entries: HashMap::new(),
-                by_chunk: HashMap::new(),
-                next_key: 0,
-            }),
+            inner: RwLock::new(Inner::new(new_usearch(dims)?, Vec::new(), 0)),
             slots: new_slots(),
             save_lock: Mutex::new(()),
         })
@@ -306,8 +299,7 @@ impl VectorIndex {
         self.insert_parallel(&inner.index, &keyed)?;
         for (i, e) in entries.iter().enumerate() {
             let key = first + i as u64;
-            inner.entries.insert(key, e.meta.clone());
-            inner.by_chunk.insert(e.meta.chunk_id.clone(), key);
+            inner.insert_meta(key, e.meta.clone());
         }
         Ok(())
     }
@@ -361,10 +353,12 @@ impl VectorIndex {
     pub fn remove_file(&self, tenant: &str, file_id: &str) -> Result<usize, VectorError> {
         let mut inner = self.write();
         let keys: Vec<u64> = inner
-            .entries
-            .iter()
-            .filter(|(_, m)| m.tenant == tenant && m.file_id == file_id)
-            .map(|(k, _)| *k)
+            .by_file
+            .get(file_id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|k| inner.entries.get(k).is_some_and(|m| m.tenant == tenant))
             .collect();
         for key in &keys {
             inner.remove_key(*key)?;
@@ -453,20 +447,29 @@ impl VectorIndex {
             return Ok(Vec::new());
         }
         let inner = self.read();
-        let candidates: Vec<u64> = inner
-            .entries
-            .iter()
-            .filter(|(_, m)| filter.matches(m))
-            .map(|(k, _)| *k)
-            .collect();
-        let scored = if candidates.len() <= EXACT_SEARCH_MAX {
-            self.exact_over(&inner, &query, k, candidates.iter().copied())?
+        // The tenant's or the files' keys bound the candidates without a scan of every entry.
+        let sets = inner.narrowed(filter);
+        let bound: usize = sets.iter().map(|keys| keys.len()).sum();
+        let admit = |key: u64| inner.entries.get(&key).is_some_and(|m| filter.matches(m));
+        let candidates = || -> Vec<u64> {
+            sets.iter()
+                .flat_map(|keys| keys.iter().copied())
+                .filter(|&key| admit(key))
+                .collect()
+        };
+        let scored = if bound <= EXACT_SEARCH_MAX {
+            self.exact_over(&inner, &query, k, candidates().into_iter())?
         } else {
-            let admit = |key| inner.entries.get(&key).is_some_and(|m| filter.matches(m));
-            let all = candidates.len() == inner.entries.len();
+            let all = filter.is_tenant_only() && bound == inner.entries.len();
             let found = self.hnsw(&inner, &query, k, (!all).then_some(&admit))?;
-            if found.len() < k.min(candidates.len()) {
-                self.exact_over(&inner, &query, k, candidates.iter().copied())?
+            if found.len() < k {
+                // A selective filter can leave the graph walk short: scan what it admits.
+                let candidates = candidates();
+                if found.len() < k.min(candidates.len()) {
+                    self.exact_over(&inner, &query, k, candidates.into_iter())?
+                } else {
+                    found
+                }
             } else {
                 found
             }
@@ -568,12 +571,65 @@ impl VectorIndex {
 }
 
 impl Inner {
+    fn new(index: Index, entries: Vec<(u64, ChunkMeta)>, next_key: u64) -> Inner {
+        let mut inner = Inner {
+            index,
+            entries: HashMap::with_capacity(entries.len()),
+            by_chunk: HashMap::with_capacity(entries.len()),
+            by_tenant: HashMap::new(),
+            by_file: HashMap::new(),
+            next_key,
+        };
+        for (key, meta) in entries {
+            inner.insert_meta(key, meta);
+        }
+        inner
+    }
+
+    /// Records `meta` under `key` in every map.
+    fn insert_meta(&mut self, key: u64, meta: ChunkMeta) {
+        self.by_chunk.insert(meta.chunk_id.clone(), key);
+        self.by_tenant
+            .entry(meta.tenant.clone())
+            .or_default()
+            .insert(key);
+        self.by_file
+            .entry(meta.file_id.clone())
+            .or_default()
+            .insert(key);
+        self.entries.insert(key, meta);
+    }
+
     fn remove_key(&mut self, key: u64) -> Result<(), VectorError> {
         self.index.remove(key).or_usearch()?;
         if let Some(meta) = self.entries.remove(&key) {
             self.by_chunk.remove(&meta.chunk_id);
+            for (map, name) in [
+                (&mut self.by_tenant, &meta.tenant),
+                (&mut self.by_file, &meta.file_id),
+            ] {
+                if let Some(keys) = map.get_mut(name) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        map.remove(name);
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The key sets `filter` can admit from: its files' (each once), else its tenant's.
+    fn narrowed(&self, filter: &SearchFilter) -> Vec<&HashSet<u64>> {
+        match &filter.file_ids {
+            Some(files) => files
+                .iter()
+                .collect::<HashSet<&String>>()
+                .into_iter()
+                .filter_map(|f| self.by_file.get(f))
+                .collect(),
+            None => self.by_tenant.get(&filter.tenant).into_iter().collect(),
+        }
     }
 }
 

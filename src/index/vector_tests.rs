@@ -283,3 +283,48 @@ fn exact_and_hnsw_agree_on_the_top_hit() {
         queries.len()
     );
 }
+
+#[test]
+fn tenant_and_file_postings_follow_adds_and_removes() {
+    let index = VectorIndex::in_memory(DIMS, MODEL).expect("index");
+    let (metas, vectors) = data(40, 3);
+    add_all(&index, &metas, &vectors);
+    // The same file id under another tenant must stay apart.
+    let other = meta("t2", "f3", 0, Category::Pdf, 0);
+    index
+        .add(&[VectorEntry {
+            meta: &other,
+            vector: &vectors[3],
+        }])
+        .expect("add other tenant");
+    let postings = |tenant: &str, file: &str| {
+        let inner = index.read();
+        (
+            inner.by_tenant.get(tenant).map_or(0, HashSet::len),
+            inner.by_file.get(file).map_or(0, HashSet::len),
+        )
+    };
+    assert_eq!(postings("t1", "f3"), (40, 5));
+    assert_eq!(postings("t2", "f3"), (1, 5));
+    // Duplicate file ids in a filter count once, and the other tenant's chunk of f3 never comes back.
+    let f3 = SearchFilter::tenant("t1").with_file_ids(["f3", "f3"]);
+    let hits = index.search(&vectors[3], 10, &f3).expect("search");
+    assert_eq!(hits.len(), 4, "f3 of t1 has 4 chunks: {hits:?}");
+    assert!(
+        hits.iter()
+            .all(|h| h.file_id == "f3" && h.chunk_id.starts_with("t1/"))
+    );
+
+    assert_eq!(index.remove_file("t1", "f3").expect("remove"), 4);
+    assert_eq!(postings("t1", "f3"), (36, 1));
+    assert!(index.remove_chunk(&other.chunk_id).expect("remove chunk"));
+    let inner = index.read();
+    assert!(
+        !inner.by_tenant.contains_key("t2"),
+        "an emptied tenant is dropped"
+    );
+    assert!(
+        !inner.by_file.contains_key("f3"),
+        "an emptied file is dropped"
+    );
+}
