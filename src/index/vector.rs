@@ -32,9 +32,9 @@ pub const HNSW_CONNECTIVITY: usize = 32;
 /// Candidate list size while inserting (faiss "efConstruction").
 pub const HNSW_EXPANSION_ADD: usize = 128;
 /// Candidate list size while searching (faiss "efSearch"). On 100,000 real MiniLM-embedded chunks
-/// (`docpipe bench search`) recall@10 against exact search was 0.926 at 64, 0.968 at 128 and 0.953-0.976 at
-/// 192 (graph builds vary); 128 keeps hybrid search under 5 ms p50.
-pub const HNSW_EXPANSION_SEARCH: usize = 128;
+/// (`docpipe bench search`) recall@10 against exact search was 0.926 at 64 and 0.941-0.968 at 128 (graph builds
+/// vary); 256 gave 0.961 and 0.969 on two builds with hybrid search at p50 2.2 ms.
+pub const HNSW_EXPANSION_SEARCH: usize = 256;
 /// At or below this many candidates, search scans exactly. Measured on 2 cores with 384-d
 /// clustered vectors (`bench::tests::crossover`): exact and HNSW are equally fast near 500
 /// vectors (~25k queries/s each); at 1k HNSW is 1.2x faster (16.7k vs 13.6k/s) but both take
