@@ -327,7 +327,7 @@ async fn reply_chat(
             finish_reason: finish_name(done.finish_reason).to_owned(),
             logprobs: None,
         }],
-        usage: usage(done.usage),
+        usage: CompletionUsage::from(done.usage),
     })))
 }
 
@@ -404,7 +404,7 @@ async fn complete(
             finish_reason: Some(finish_name(done.finish_reason).to_owned()),
             logprobs: None,
         }],
-        usage: Some(usage(done.usage)),
+        usage: Some(CompletionUsage::from(done.usage)),
     })))
 }
 
@@ -413,15 +413,6 @@ pub fn finish_name(reason: FinishReason) -> &'static str {
     match reason {
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",
-    }
-}
-
-/// Usage in OpenAI's shape.
-pub fn usage(u: Usage) -> CompletionUsage {
-    CompletionUsage {
-        prompt_tokens: u.prompt_tokens as u64,
-        completion_tokens: u.completion_tokens as u64,
-        total_tokens: (u.prompt_tokens + u.completion_tokens) as u64,
     }
 }
 
@@ -531,7 +522,7 @@ impl ChunkKind for ChatChunks {
     }
 
     fn usage(&self, meta: &ChunkMeta, u: Usage) -> ChatStreamEvent {
-        Self::chunk(meta, Vec::new(), Some(usage(u)))
+        Self::chunk(meta, Vec::new(), Some(CompletionUsage::from(u)))
     }
 
     fn error(&self, body: ErrorBody) -> ChatStreamEvent {
@@ -583,7 +574,7 @@ impl ChunkKind for CompletionChunks {
     }
 
     fn usage(&self, meta: &ChunkMeta, u: Usage) -> CompletionStreamEvent {
-        Self::chunk(meta, Vec::new(), Some(usage(u)))
+        Self::chunk(meta, Vec::new(), Some(CompletionUsage::from(u)))
     }
 
     fn error(&self, body: ErrorBody) -> CompletionStreamEvent {

@@ -13,7 +13,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::Caller;
-use super::chat_wire::{ChatBody, RoutingDto, UsageDto, chat_error, turn_of};
+use super::chat_types::CompletionUsage;
+use super::chat_wire::{ChatBody, RoutingDto, chat_error, turn_of};
 use super::error::ApiError;
 use crate::app::{App, FileChat, snippet};
 use crate::models::chat::{ChatError, FinishReason, GenerationEvent, GenerationStream, Usage};
@@ -94,7 +95,7 @@ pub struct FileChatCompletion {
     /// The answer.
     pub choices: Vec<AnswerChoice>,
     /// Token counts.
-    pub usage: UsageDto,
+    pub usage: CompletionUsage,
     /// The numbered sources in the prompt; the answer's `[n]` citations refer to `number`.
     pub sources: Vec<SourceDto>,
     /// How the router chose the model (when `model` was `auto`).
@@ -138,7 +139,7 @@ pub struct FileChatChunk {
     /// The piece (empty in the usage chunk).
     pub choices: Vec<ChunkChoice>,
     /// Token counts (usage chunk only).
-    pub usage: Option<UsageDto>,
+    pub usage: Option<CompletionUsage>,
     /// The numbered sources (last chunk only).
     pub sources: Option<Vec<SourceDto>>,
     /// How the model was chosen (last chunk only).
@@ -313,7 +314,7 @@ impl Streaming {
                         None,
                     );
                     u.choices.clear();
-                    u.usage = Some(UsageDto::from(usage));
+                    u.usage = Some(CompletionUsage::from(usage));
                     events.push(data(&u));
                 }
                 events.push(Event::message("[DONE]"));
@@ -382,7 +383,7 @@ pub async fn reply(
             },
             finish_reason: finish_str(finish),
         }],
-        usage: UsageDto::from(usage),
+        usage: CompletionUsage::from(usage),
         routing,
     })))
 }

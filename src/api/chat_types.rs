@@ -93,15 +93,25 @@ pub struct CompletionRequest {
     pub user: Option<String>,
 }
 
-/// Token counts.
+/// Token counts (OpenAI's `usage`).
 #[derive(Debug, Clone, Copy, Object)]
 pub struct CompletionUsage {
-    /// Tokens in the rendered prompt.
+    /// Tokens in the rendered prompt (with the sources, in chat with files).
     pub prompt_tokens: u64,
     /// Tokens generated.
     pub completion_tokens: u64,
     /// The sum.
     pub total_tokens: u64,
+}
+
+impl From<crate::models::chat::Usage> for CompletionUsage {
+    fn from(u: crate::models::chat::Usage) -> CompletionUsage {
+        CompletionUsage {
+            prompt_tokens: u.prompt_tokens as u64,
+            completion_tokens: u.completion_tokens as u64,
+            total_tokens: (u.prompt_tokens + u.completion_tokens) as u64,
+        }
+    }
 }
 
 /// The assistant's message.

@@ -4,9 +4,10 @@
 use poem_openapi::Object;
 use serde_json::Value;
 
+use super::chat_types::ChatMessageIn;
 use super::error::{ApiError, ErrorCode};
 use crate::app::{ChatFilesError, ChatTurn};
-use crate::models::chat::{ChatError, ChatMessage, Role, SamplingParams, Usage};
+use crate::models::chat::{ChatError, ChatMessage, Role, SamplingParams};
 use crate::router::{AUTO, Decision, OutputFormat, RouteError, Skipped};
 
 /// Completion tokens when the request does not say.
@@ -16,22 +17,13 @@ const MAX_MAX_TOKENS: u32 = 8192;
 /// Most stop sequences (OpenAI's limit).
 const MAX_STOP: usize = 4;
 
-/// A chat message.
-#[derive(Debug, Clone, Object)]
-pub struct ChatMessageDto {
-    /// `system` (or `developer`), `user` or `assistant`.
-    pub role: String,
-    /// The text, or OpenAI content parts (`[{"type": "text", "text": "..."}]`; only text parts are read).
-    pub content: Option<Value>,
-}
-
 /// An OpenAI chat request plus the files to answer from.
 #[derive(Debug, Clone, Object)]
 pub struct ChatBody {
     /// `auto` (default: the complexity router picks) or a chat model id from `GET /v1/models`.
     pub model: Option<String>,
     /// The conversation; the last user message is the question.
-    pub messages: Vec<ChatMessageDto>,
+    pub messages: Vec<ChatMessageIn>,
     /// Ids of ready files to answer from (`/api/v1/upload` or `/v1/files`).
     #[oai(default)]
     pub file_ids: Vec<String>,
@@ -196,27 +188,6 @@ pub fn turn_of(body: ChatBody, file_chat: bool) -> Result<ChatTurn, ApiError> {
         max_tokens_given: max.is_some(),
         format,
     })
-}
-
-/// Token counts (OpenAI's `usage`).
-#[derive(Debug, Clone, Object)]
-pub struct UsageDto {
-    /// Tokens in the prompt as sent (sources included).
-    pub prompt_tokens: u64,
-    /// Tokens generated.
-    pub completion_tokens: u64,
-    /// Their sum.
-    pub total_tokens: u64,
-}
-
-impl From<Usage> for UsageDto {
-    fn from(u: Usage) -> UsageDto {
-        UsageDto {
-            prompt_tokens: u.prompt_tokens as u64,
-            completion_tokens: u.completion_tokens as u64,
-            total_tokens: (u.prompt_tokens + u.completion_tokens) as u64,
-        }
-    }
 }
 
 /// A tier that failed before the one that answered.
