@@ -6,7 +6,8 @@
 //! lanes (one sub-batch per thread) could not scale: 2 threads embedded fewer sentences per second than 1 here.
 //! Its GELU also calls a scalar `erf` per element, a fifth of the whole forward pass. Here the matmuls stay
 //! candle's (gemm, parallel in the current rayon pool) and each step between them is one pass over the data on
-//! the calling thread: QKV bias + head split (+ query scaling), masked softmax, head merge, bias + residual +
+//! the calling thread: QKV bias + head split (+ query scaling), masked softmax (over groups of rows whose
+//! scores fit a fixed budget, so long inputs do not hold a whole batch's scores), head merge, bias + residual +
 //! LayerNorm, bias + GELU with a vectorisable `erf`. Mean pooling and L2 normalisation follow.
 //! `tests.rs` checks the result against sentence-transformers' embeddings (cosine ≥ 0.999).
 
@@ -16,6 +17,8 @@ use candle_transformers::models::bert::Config as BertConfig;
 
 use super::EmbedError;
 
+/// Most bytes of attention scores computed at once (a group of rows of one sub-batch).
+const SCORES_BUDGET: usize = 8 << 20;
 /// Lower bound of the vector norm in L2 normalisation (torch's `F.normalize` default).
 const NORM_EPSILON: f32 = 1e-12;
 
@@ -196,14 +199,23 @@ impl CpuBert {
         )]
         let scale = 1.0 / (head_dim as f32).sqrt();
         let [q, k, v] = split_heads(&qkv, &layer.qkv.bias, batch, width, heads, head_dim, scale);
-        let shape = (batch, heads, width, head_dim);
-        let q = Tensor::from_vec(q, shape, &Device::Cpu)?;
-        let k = Tensor::from_vec(k, shape, &Device::Cpu)?;
-        let v = Tensor::from_vec(v, shape, &Device::Cpu)?;
-        let mut scores = q.matmul(&k.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-        masked_softmax(&mut scores, lengths, heads, width);
-        let probs = Tensor::from_vec(scores, (batch, heads, width, width), &Device::Cpu)?;
-        let context = probs.matmul(&v)?.flatten_all()?.to_vec1::<f32>()?;
+        // Attention in groups of rows whose scores fit [`SCORES_BUDGET`]: short inputs go in one batched
+        // matmul, long ones a few rows at a time, so memory stays bounded whatever the batch.
+        let mut context = vec![0.0f32; q.len()];
+        let row_values = heads * width * head_dim;
+        let group = (SCORES_BUDGET / (heads * width * width * size_of::<f32>())).max(1);
+        for (g, group_lengths) in lengths.chunks(group).enumerate() {
+            let rows = group_lengths.len();
+            let span = g * group * row_values..(g * group + rows) * row_values;
+            let shape = (rows, heads, width, head_dim);
+            let q_g = Tensor::from_slice(&q[span.clone()], shape, &Device::Cpu)?;
+            let k_g = Tensor::from_slice(&k[span.clone()], shape, &Device::Cpu)?;
+            let v_g = Tensor::from_slice(&v[span.clone()], shape, &Device::Cpu)?;
+            let mut scores = q_g.matmul(&k_g.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            masked_softmax(&mut scores, group_lengths, heads, width);
+            let probs = Tensor::from_vec(scores, (rows, heads, width, width), &Device::Cpu)?;
+            context[span].copy_from_slice(&probs.matmul(&v_g)?.flatten_all()?.to_vec1::<f32>()?);
+        }
         let context = Tensor::from_vec(
             merge_heads(&context, batch, width, heads, head_dim),
             (tokens, h),
@@ -275,7 +287,7 @@ fn split_heads(
     parts
 }
 
-/// Softmax over each row of `(batch, heads, width, width)` scores, over the row's real keys only (padding
+/// Softmax over each row of `(rows, heads, width, width)` scores, over the row's real keys only (padding
 /// keys get probability 0).
 fn masked_softmax(scores: &mut [f32], lengths: &[usize], heads: usize, width: usize) {
     for (b, block) in scores.chunks_exact_mut(heads * width * width).enumerate() {
