@@ -106,6 +106,9 @@ rm -f "$data.ingest"
 # against the same server (bench/retrieval/README.md).
 python3 bench/retrieval/run.py --server "http://127.0.0.1:$port" --corpus "$corpus" --out "$OUT/retrieval.json" | tail -n 25
 
+# Chat while the server ingests: the thread defaults keep chat responsive on small machines.
+bash bench/mixed_load.sh
+
 # Chat with files: upload-then-first-token for a 10-page PDF, against pdftotext + llama.cpp on the same prompt.
 bash bench/chat_files.sh
 bash bench/soak/run.sh

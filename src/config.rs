@@ -100,7 +100,7 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_CHAT_MODELS", default_value = crate::models::chat::registry::DEFAULT_MODELS)]
     pub chat_models: String,
 
-    /// Compute threads of each chat model (default: all cores).
+    /// Compute threads of each chat model (default: 1 on machines with up to 2 cores, else all cores).
     #[arg(long, env = "DOCPIPE_CHAT_THREADS")]
     pub chat_threads: Option<usize>,
 
@@ -251,7 +251,8 @@ pub fn apply_config_file(path: &Path, command: &clap::Command) -> Result<(), Con
 }
 
 /// Sizes candle's process-wide quantized-matmul pool (`CANDLE_NUM_THREADS`, read once at its first use) for the
-/// chat models when the operator has not: `DOCPIPE_CHAT_THREADS`, else every core. Unsized, candle picks the
+/// chat models when the operator has not: `DOCPIPE_CHAT_THREADS`, else the chat default (1 on machines with up
+/// to 2 cores, else every core). Unsized, candle picks the
 /// physical core count, and any oversubscription collapses decoding on small machines. Call before any other
 /// thread exists.
 pub fn init_candle_threads() {
@@ -263,9 +264,7 @@ pub fn init_candle_threads() {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        });
+        .unwrap_or_else(crate::models::chat::registry::default_threads);
     set_env(CANDLE_THREADS_ENV, &threads.to_string());
 }
 
@@ -335,11 +334,11 @@ impl Config {
         Ok(())
     }
 
-    /// Compute threads of each chat model: `DOCPIPE_CHAT_THREADS`, else every core.
+    /// Compute threads of each chat model: `DOCPIPE_CHAT_THREADS`, else
+    /// [`crate::models::chat::registry::default_threads`].
     pub fn chat_compute_threads(&self) -> usize {
-        self.chat_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        })
+        self.chat_threads
+            .unwrap_or_else(crate::models::chat::registry::default_threads)
     }
 
     /// The admin key (`DOCPIPE_ADMIN_KEY`, else `API_KEY`), when one is set and not empty.

@@ -41,8 +41,6 @@ pub const SAMPLE_RATE: u32 = 16_000;
 pub const LANGUAGE: &str = "en";
 /// Default beam width: beam search halved WER on long synthetic speech for ~30 % more time.
 pub const DEFAULT_BEAM_SIZE: usize = 5;
-/// Machines with at most this many cores get one whisper thread by default.
-const SMALL_MACHINE_CORES: usize = 2;
 /// Default number of requests that may wait for the engine.
 pub const DEFAULT_QUEUE: usize = 4;
 /// Seconds a client should wait before retrying after [`AsrError::Overloaded`].
@@ -122,8 +120,8 @@ impl AsrConfig {
 /// wait for each other in spin loops, so a thread without a core of its own stalls all of them: on 2 shared
 /// cores, 2 threads measured ~10x slower than 1 while other work ran (`bench/asr.sh`).
 pub fn default_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if cores <= SMALL_MACHINE_CORES {
+    let cores = super::available_cores();
+    if cores <= super::SMALL_MACHINE_CORES {
         1
     } else {
         (cores / 2).min(4)

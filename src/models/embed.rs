@@ -54,9 +54,6 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
 pub const DEFAULT_MAX_INPUTS_PER_REQUEST: usize = 2048;
 /// Seconds a client should wait before retrying after [`EmbedError::Overloaded`].
 pub const OVERLOAD_RETRY_AFTER_SECS: u64 = 1;
-/// Machines with at most this many cores get one compute thread by default (the rest is left to the other
-/// engines and the runtime; oversubscription is catastrophic on two cores).
-const SMALL_MACHINE_CORES: usize = 2;
 
 /// Errors of the embedding engine.
 #[derive(Debug, thiserror::Error)]
@@ -174,11 +171,12 @@ impl EmbedConfig {
     }
 }
 
-/// Default compute threads: 1 on machines with up to [`SMALL_MACHINE_CORES`] cores, else half the cores.
+/// Default compute threads: every core on machines with up to [`super::SMALL_MACHINE_CORES`] cores (the CPU
+/// forward pass does not spin-wait, so it shares cores well), else half the cores.
 pub fn default_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if cores <= SMALL_MACHINE_CORES {
-        1
+    let cores = super::available_cores();
+    if cores <= super::SMALL_MACHINE_CORES {
+        cores
     } else {
         cores / 2
     }
