@@ -16,7 +16,7 @@ pub mod decode;
 
 use std::io::Cursor;
 
-use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
@@ -45,36 +45,23 @@ pub struct AudioExtractor;
 impl Extractor for AudioExtractor {
     fn extract(&self, input: &Input<'_>, ctx: &Context<'_>) -> Result<Document, ExtractError> {
         ctx.check_deadline()?;
-        let mut reader = open(input)?;
+        let OpenAudio {
+            mut reader,
+            mut decoder,
+            track_id,
+            sample_rate,
+            declared_secs: declared,
+            channels,
+        } = open_audio(input.bytes, Some(input.format))?;
         let container = reader.format_info().short_name;
-        let track = reader
-            .first_track_known_codec(TrackType::Audio)
-            .or_else(|| reader.first_track(TrackType::Audio))
-            .ok_or_else(|| ExtractError::Corrupt("the file has no audio track".into()))?
-            .clone();
-        let params = track
-            .codec_params
-            .as_ref()
-            .and_then(|p| p.audio())
-            .ok_or_else(|| ExtractError::Corrupt("the audio track has no codec parameters".into()))?
-            .clone();
-        let mut decoder = symphonia::default::get_codecs()
-            .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|e| {
-                ExtractError::Corrupt(format!("unsupported or damaged audio codec: {e}"))
-            })?;
         let codec = decoder.codec_info().short_name;
-        let sample_rate = params.sample_rate.ok_or_else(|| {
-            ExtractError::Corrupt("the audio track declares no sample rate".into())
-        })?;
-        let declared = track.num_frames.map(|n| n as f64 / f64::from(sample_rate));
         if let Some(secs) = declared {
             check_length(secs, ctx)?;
         }
         let total_secs = declared.map_or(0, |s| s.ceil() as u64);
 
         let mut stats = Stats::default();
-        let mut channels = params.channels.as_ref().map(|c| c.count());
+        let mut channels = channels;
         loop {
             let packet = match reader.next_packet() {
                 Ok(Some(packet)) => packet,
@@ -91,7 +78,7 @@ impl Extractor for AudioExtractor {
                     )));
                 }
             };
-            if packet.track_id != track.id {
+            if packet.track_id != track_id {
                 continue;
             }
             stats.packets += 1;
@@ -175,19 +162,63 @@ impl Stats {
     }
 }
 
-fn open<'a>(input: &Input<'a>) -> Result<Box<dyn FormatReader + 'a>, ExtractError> {
-    let source = Cursor::new(input.bytes);
-    let mss = MediaSourceStream::new(Box::new(source), MediaSourceStreamOptions::default());
+/// An audio file opened for decoding: its reader and the decoder of its default audio track.
+pub(crate) struct OpenAudio<'a> {
+    pub reader: Box<dyn FormatReader + 'a>,
+    pub decoder: Box<dyn AudioDecoder>,
+    pub track_id: u32,
+    pub sample_rate: u32,
+    /// Length the container declares, when it does.
+    pub declared_secs: Option<f64>,
+    /// Channels the codec parameters declare, when they do.
+    pub channels: Option<usize>,
+}
+
+/// Probes `bytes` (of `format`; `None` lets symphonia guess the container) and opens a decoder for its first
+/// audio track with a known codec (else its first audio track).
+pub(crate) fn open_audio(
+    bytes: &[u8],
+    format: Option<Format>,
+) -> Result<OpenAudio<'_>, ExtractError> {
+    let mss = MediaSourceStream::new(
+        Box::new(Cursor::new(bytes)),
+        MediaSourceStreamOptions::default(),
+    );
     let mut hint = Hint::new();
-    hint.with_extension(extension(input.format));
-    symphonia::default::get_probe()
+    if let Some(f) = format {
+        hint.with_extension(extension(f));
+    }
+    let reader = symphonia::default::get_probe()
         .probe(
             &hint,
             mss,
             FormatOptions::default(),
             MetadataOptions::default(),
         )
-        .map_err(|e| ExtractError::Corrupt(format!("not a readable audio file: {e}")))
+        .map_err(|e| ExtractError::Corrupt(format!("not a readable audio file: {e}")))?;
+    let track = reader
+        .first_track_known_codec(TrackType::Audio)
+        .or_else(|| reader.first_track(TrackType::Audio))
+        .ok_or_else(|| ExtractError::Corrupt("the file has no audio track".into()))?;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| ExtractError::Corrupt("the audio track has no codec parameters".into()))?;
+    let decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .map_err(|e| ExtractError::Corrupt(format!("unsupported or damaged audio codec: {e}")))?;
+    let sample_rate = params
+        .sample_rate
+        .ok_or_else(|| ExtractError::Corrupt("the audio track declares no sample rate".into()))?;
+    Ok(OpenAudio {
+        track_id: track.id,
+        sample_rate,
+        declared_secs: track.num_frames.map(|n| n as f64 / f64::from(sample_rate)),
+        channels: params.channels.as_ref().map(|c| c.count()),
+        decoder,
+        reader,
+    })
 }
 
 fn extension(format: Format) -> &'static str {

@@ -5,16 +5,11 @@
 //! processes block by block holds at most one block (plus one packet and one resampler chunk) in memory,
 //! whatever the file's length. Decoding stops with [`ExtractError::LimitExceeded`] past the duration limit.
 
-use std::io::Cursor;
-
 use rubato::audioadapter_buffers::direct::SequentialSliceOfVecs;
 use rubato::{Fft, FixedSync, Resampler};
-use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::codecs::audio::AudioDecoder;
 use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
-use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
-use symphonia::core::meta::MetadataOptions;
+use symphonia::core::formats::FormatReader;
 
 use super::super::{ExtractError, Format};
 
@@ -55,42 +50,14 @@ impl<'a> Pcm16k<'a> {
         format: Option<Format>,
         max_secs: f64,
     ) -> Result<Pcm16k<'a>, ExtractError> {
-        let mss = MediaSourceStream::new(
-            Box::new(Cursor::new(bytes)),
-            MediaSourceStreamOptions::default(),
-        );
-        let mut hint = Hint::new();
-        if let Some(f) = format {
-            hint.with_extension(super::extension(f));
-        }
-        let reader = symphonia::default::get_probe()
-            .probe(
-                &hint,
-                mss,
-                FormatOptions::default(),
-                MetadataOptions::default(),
-            )
-            .map_err(|e| ExtractError::Corrupt(format!("not a readable audio file: {e}")))?;
-        let track = reader
-            .first_track_known_codec(TrackType::Audio)
-            .or_else(|| reader.first_track(TrackType::Audio))
-            .ok_or_else(|| ExtractError::Corrupt("the file has no audio track".into()))?
-            .clone();
-        let params = track
-            .codec_params
-            .as_ref()
-            .and_then(|p| p.audio())
-            .ok_or_else(|| ExtractError::Corrupt("the audio track has no codec parameters".into()))?
-            .clone();
-        let decoder = symphonia::default::get_codecs()
-            .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|e| {
-                ExtractError::Corrupt(format!("unsupported or damaged audio codec: {e}"))
-            })?;
-        let source_rate = params.sample_rate.ok_or_else(|| {
-            ExtractError::Corrupt("the audio track declares no sample rate".into())
-        })?;
-        let declared_secs = track.num_frames.map(|n| n as f64 / f64::from(source_rate));
+        let super::OpenAudio {
+            reader,
+            decoder,
+            track_id,
+            sample_rate: source_rate,
+            declared_secs,
+            ..
+        } = super::open_audio(bytes, format)?;
         if let Some(secs) = declared_secs
             && secs > max_secs
         {
@@ -116,7 +83,7 @@ impl<'a> Pcm16k<'a> {
         Ok(Pcm16k {
             reader,
             decoder,
-            track_id: track.id,
+            track_id,
             source_rate,
             declared_secs,
             max_secs,
