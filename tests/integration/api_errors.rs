@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::common::{Server, assert_error, json_of};
+use crate::common::{Server, assert_bad_request, assert_error, json_of};
 
 #[tokio::test]
 async fn oversized_upload_is_refused_with_413_before_it_is_read() {
@@ -135,15 +135,7 @@ async fn malformed_requests_and_unknown_ids_use_the_error_shape() {
         .await
         .expect("send");
     let (status, body) = json_of(resp).await;
-    assert_error(
-        status,
-        &body,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        None,
-        "`file` is required",
-    );
+    assert_bad_request(status, &body, None, "`file` is required");
 
     for path in [
         "/api/v1/files/file-nope",
@@ -201,25 +193,9 @@ async fn malformed_requests_and_unknown_ids_use_the_error_shape() {
     );
 
     let (status, body) = server.get("/api/v1/files?limit=0").await;
-    assert_error(
-        status,
-        &body,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("limit"),
-        "between 1 and 500",
-    );
+    assert_bad_request(status, &body, Some("limit"), "between 1 and 500");
     let (status, body) = server.get("/api/v1/files?status=sleeping").await;
-    assert_error(
-        status,
-        &body,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        None,
-        "status",
-    );
+    assert_bad_request(status, &body, None, "status");
 
     // A client's request id is echoed in the header and the error body.
     let resp = server

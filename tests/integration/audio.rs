@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Server, assert_error, fixture, json_of};
+use crate::common::{Server, assert_bad_request, assert_error, fixture, json_of};
 
 /// What JFK says in `fixtures/audio/jfk.*` (see `fixtures/audio/PROVENANCE.md`).
 const JFK: &str = "And so my fellow Americans, ask not what your country can do for you, \
@@ -307,15 +307,7 @@ async fn openai_transcriptions_answer_in_every_format() {
     )
     .await;
     let b: Value = serde_json::from_str(&body).unwrap_or_default();
-    assert_error(
-        status,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("response_format"),
-        "xml",
-    );
+    assert_bad_request(status, &b, Some("response_format"), "xml");
     let (status, body) = openai_transcribe(&server, "jfk.mp3", jfk(), &[("model", "gpt-4o")]).await;
     let b: Value = serde_json::from_str(&body).unwrap_or_default();
     assert_error(
@@ -330,15 +322,7 @@ async fn openai_transcriptions_answer_in_every_format() {
     let (status, body) =
         openai_transcribe(&server, "jfk.mp3", jfk(), &[model, ("language", "fr")]).await;
     let b: Value = serde_json::from_str(&body).unwrap_or_default();
-    assert_error(
-        status,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("language"),
-        "English only",
-    );
+    assert_bad_request(status, &b, Some("language"), "English only");
     let (status, body) = openai_transcribe(&server, "note.txt", b"hello".to_vec(), &[model]).await;
     let b: Value = serde_json::from_str(&body).unwrap_or_default();
     assert_error(

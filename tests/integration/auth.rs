@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{Server, assert_error, json_of};
+use crate::common::{Server, assert_bad_request, assert_error, json_of};
 
 const ADMIN: &str = "admin-key-for-tests-0123456789";
 
@@ -126,15 +126,7 @@ async fn keys_are_required_checked_and_scoped() {
         Some(json!({"name": "x", "scopes": ["root"]})),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("scopes"),
-        "unknown scope",
-    );
+    assert_bad_request(s, &b, Some("scopes"), "unknown scope");
     let (s, b) = call(
         &server,
         ADMIN,
@@ -143,15 +135,7 @@ async fn keys_are_required_checked_and_scoped() {
         Some(json!({"name": "x", "scopes": ["read"], "tenant": "a/b"})),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("tenant"),
-        "tenant must",
-    );
+    assert_bad_request(s, &b, Some("tenant"), "tenant must");
 
     let (reader_id, reader) = create_key(&server, "alpha", &["read"], None).await;
     let (_, writer) = create_key(&server, "alpha", &["write"], None).await;
@@ -326,15 +310,7 @@ async fn keys_are_required_checked_and_scoped() {
         Some(json!({"name": "x", "scopes": ["read"], "expires_at": past})),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("expires_at"),
-        "future",
-    );
+    assert_bad_request(s, &b, Some("expires_at"), "future");
 
     // Mutations are audited with tenant, key id and request id.
     let log = std::fs::read_to_string(server.log()).unwrap_or_default();

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, assert_error, json_of};
+use crate::common::{Server, assert_bad_request, assert_error, json_of};
 
 const SMOL: &str = "smollm2-135m-instruct";
 
@@ -250,28 +250,12 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
         let mut body = chat_body("hi", 4);
         body[field] = value;
         let (s, b) = server.post_json("/v1/chat/completions", &body).await;
-        assert_error(
-            s,
-            &b,
-            400,
-            "invalid_request",
-            "invalid_request_error",
-            Some(param),
-            "",
-        );
+        assert_bad_request(s, &b, Some(param), "");
     }
     let mut body = chat_body("hi", 4);
     body["messages"] = json!([{"role": "tool", "content": "x"}]);
     let (s, b) = server.post_json("/v1/chat/completions", &body).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("messages"),
-        "tool",
-    );
+    assert_bad_request(s, &b, Some("messages"), "tool");
     // The service is still healthy and answers.
     let (s, _) = server
         .post_json("/v1/chat/completions", &chat_body("hi", 2))

@@ -282,6 +282,19 @@ pub async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// [`assert_error`] for the common case: 400 `invalid_request` naming `param`.
+pub fn assert_bad_request(status: StatusCode, body: &Value, param: Option<&str>, message: &str) {
+    assert_error(
+        status,
+        body,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        param,
+        message,
+    );
+}
+
 /// Asserts a whole error body: status, code, type, param, message (substring) and a request id.
 pub fn assert_error(
     status: StatusCode,

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::common::{Server, assert_error, json_of};
+use crate::common::{Server, assert_bad_request, assert_error, json_of};
 
 async fn embed(server: &Server, body: Value) -> (reqwest::StatusCode, Value, Option<String>) {
     let resp = server
@@ -116,67 +116,27 @@ async fn bad_embedding_requests() {
         json!({"input": "x", "model": "all-MiniLM-L6-v2", "dimensions": 512}),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("dimensions"),
-        "384",
-    );
+    assert_bad_request(s, &b, Some("dimensions"), "384");
     let (s, b, _) = embed(&server, json!({"input": [], "model": "all-MiniLM-L6-v2"})).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("input"),
-        "empty",
-    );
+    assert_bad_request(s, &b, Some("input"), "empty");
     let (s, b, _) = embed(
         &server,
         json!({"input": [[1, 2, 3]], "model": "all-MiniLM-L6-v2"}),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("input"),
-        "token arrays",
-    );
+    assert_bad_request(s, &b, Some("input"), "token arrays");
     let (s, b, _) = embed(
         &server,
         json!({"input": "x", "model": "all-MiniLM-L6-v2", "encoding_format": "hex"}),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("encoding_format"),
-        "hex",
-    );
+    assert_bad_request(s, &b, Some("encoding_format"), "hex");
     let (s, b, _) = embed(
         &server,
         json!({"input": ["a", "b", "c", "d"], "model": "all-MiniLM-L6-v2"}),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("input"),
-        "at most 3 inputs",
-    );
+    assert_bad_request(s, &b, Some("input"), "at most 3 inputs");
     let (s, b, _) = embed(
         &server,
         json!({"input": ["word ".repeat(300), "word ".repeat(300)], "model": "all-MiniLM-L6-v2"}),
@@ -198,15 +158,7 @@ async fn bad_embedding_requests() {
         json!({"input": ["ok", "word ".repeat(400)], "model": "all-MiniLM-L6-v2"}),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("input"),
-        "input 1 has",
-    );
+    assert_bad_request(s, &b, Some("input"), "input 1 has");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{Server, assert_error, fixture, json_of};
+use crate::common::{Server, assert_bad_request, assert_error, fixture, json_of};
 
 #[tokio::test]
 async fn upload_answers_at_once_then_processes_in_the_background() {
@@ -262,15 +262,7 @@ async fn openai_files_api_shares_the_store() {
         .await
         .expect("send");
     let (status, body) = json_of(resp).await;
-    assert_error(
-        status,
-        &body,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        None,
-        "purpose",
-    );
+    assert_bad_request(status, &body, None, "purpose");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Server, assert_error, fixture, json_of};
+use crate::common::{Server, assert_bad_request, assert_error, fixture, json_of};
 
 /// Two remote tiers: a small window for easy requests, a big one for the rest. Port 9 is discard: never
 /// contacted by an analysis.
@@ -203,25 +203,9 @@ async fn analysis_counts_files_and_checks_them() {
         json!({"messages": [{"role": "tool", "content": "x"}]}),
     )
     .await;
-    assert_error(
-        status,
-        &resp,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("messages[0].role"),
-        "role must be",
-    );
+    assert_bad_request(status, &resp, Some("messages[0].role"), "role must be");
     let (status, resp) = analyze(&server, json!({"messages": []})).await;
-    assert_error(
-        status,
-        &resp,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("messages"),
-        "must not be empty",
-    );
+    assert_bad_request(status, &resp, Some("messages"), "must not be empty");
     // With one worker busy on OCR, a file uploaded next is still queued: 409 with its status.
     let (status, _) = server.upload("scan.pdf", fixture("pdf/scanned.pdf")).await;
     assert_eq!(status, StatusCode::CREATED);

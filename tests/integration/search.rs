@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Server, assert_error, fixture, json_of};
+use crate::common::{Server, assert_bad_request, fixture, json_of};
 
 const ROCKETS: &str = "Rocket engines burn liquid hydrogen and liquid oxygen to produce thrust. \
     The combustion chamber must withstand extreme temperatures during launch.";
@@ -162,65 +162,17 @@ async fn filters_restrict_results() {
 async fn bad_search_requests_name_the_field() {
     let server = Server::start().await;
     let (s, b) = search(&server, json!({"query_vector": [0.1, 0.2]})).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("query_vector"),
-        "384",
-    );
+    assert_bad_request(s, &b, Some("query_vector"), "384");
     let (s, b) = search(&server, json!({"query": "x", "top_k": 0})).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("top_k"),
-        "between 1 and 100",
-    );
+    assert_bad_request(s, &b, Some("top_k"), "between 1 and 100");
     let (s, b) = search(&server, json!({"query": "x", "top_k": 101})).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("top_k"),
-        "between 1 and 100",
-    );
+    assert_bad_request(s, &b, Some("top_k"), "between 1 and 100");
     let (s, b) = search(&server, json!({"query": "x", "mode": "telepathy"})).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("mode"),
-        "telepathy",
-    );
+    assert_bad_request(s, &b, Some("mode"), "telepathy");
     let (s, b) = search(&server, json!({"mode": "bm25"})).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("query"),
-        "query",
-    );
+    assert_bad_request(s, &b, Some("query"), "query");
     let (s, b) = search(&server, json!({"query": "x", "fusion": {"alpha": 2}})).await;
-    assert_error(
-        s,
-        &b,
-        400,
-        "invalid_request",
-        "invalid_request_error",
-        Some("fusion.alpha"),
-        "between 0 and 1",
-    );
+    assert_bad_request(s, &b, Some("fusion.alpha"), "between 0 and 1");
 }
 
 #[tokio::test]
