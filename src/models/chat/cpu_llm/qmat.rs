@@ -89,7 +89,7 @@ pub struct QMatrix {
     cols: usize,
     /// Blocks per row.
     nb: usize,
-    /// Row groups (rows padded with zero weights to a multiple of `GROUP`).
+    /// Row groups, an even number (rows padded with zero weights) so AVX-512 can take them in pairs.
     groups: usize,
     kind: Kind,
     /// `Some(c)` when `m = -c * d` for every block (only `d` is stored).
@@ -330,7 +330,7 @@ impl QMatrix {
             ));
         }
         let nb = cols / BLOCK;
-        let groups = rows.div_ceil(GROUP);
+        let groups = rows.div_ceil(2 * GROUP) * 2;
         let scale_len = if offset.is_some() { GROUP } else { 2 * GROUP };
         let mut w = QMatrix {
             rows,
@@ -528,6 +528,17 @@ impl Path {
         }
     }
 
+    /// Whether the kernels take groups in pairs (chunks then start and end on even groups).
+    fn pairs(self) -> bool {
+        match self {
+            Path::Scalar => false,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => false,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => true,
+        }
+    }
+
     /// Most tokens per tile.
     fn max_tile(self) -> usize {
         match self {
@@ -553,6 +564,10 @@ static BEST_PATH: LazyLock<Path> = LazyLock::new(|| {
 
 /// Results of one tile: [row in group][token in tile].
 type TileOut = [[f32; 8]; GROUP];
+/// Groups whose results are buffered (on the stack) before being copied to the output. Even.
+const CHUNK_GROUPS: usize = 32;
+/// Most tokens per tile of any path.
+const MAX_TILE: usize = 8;
 
 /// For every r in `rows` and t in 0..x.n(): out[(r - rows.start) * x.n() + t] = sum_k W[r,k] * x[t,k].
 /// (Output is row-major over weight rows so that threads owning disjoint row ranges write disjoint slices.)
@@ -581,27 +596,63 @@ fn matmul_with(path: Path, w: &QMatrix, x: &QActs, rows: Range<usize>, out: &mut
     if rows.is_empty() || n == 0 {
         return;
     }
-    let mut tile: TileOut = [[0.0; 8]; GROUP];
-    for g in rows.start / GROUP..rows.end.div_ceil(GROUP) {
+    // Results of a chunk of groups times a tile of tokens, [row in chunk][token in tile].
+    let mut res = [0f32; CHUNK_GROUPS * GROUP * MAX_TILE];
+    let mut g0 = rows.start / GROUP;
+    if path.pairs() {
+        g0 &= !1;
+    }
+    let g_end = rows.end.div_ceil(GROUP);
+    while g0 < g_end {
+        let mut g1 = (g0 + CHUNK_GROUPS).min(g_end);
+        if path.pairs() {
+            g1 = g1.next_multiple_of(2);
+        }
         let mut t0 = 0;
         while t0 < n {
             let tt = (n - t0).min(path.max_tile());
             match path {
-                Path::Scalar => scalar_tile(w, x, g, t0, tt, &mut tile),
+                Path::Scalar => per_group(g0..g1, tt, &mut res, |g, tile| {
+                    scalar_tile(w, x, g, t0, tt, tile)
+                }),
                 // SAFETY: `path.supported()` was asserted above: the CPU has the path's features.
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx2 => unsafe { x86::avx2_tile(w, x, g, t0, tt, &mut tile) },
+                Path::Avx2 => per_group(g0..g1, tt, &mut res, |g, tile| unsafe {
+                    x86::avx2_tile(w, x, g, t0, tt, tile)
+                }),
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx512 => unsafe { x86::avx512_tile(w, x, g, t0, tt, &mut tile) },
+                Path::Avx512 => unsafe { x86::avx512_tiles(w, x, g0..g1, t0, tt, &mut res) },
             }
-            for (i, vals) in tile.iter().enumerate() {
-                let r = g * GROUP + i;
-                if rows.contains(&r) {
-                    out[(r - rows.start) * n + t0..][..tt].copy_from_slice(&vals[..tt]);
+            let (r0, r1) = ((g0 * GROUP).max(rows.start), (g1 * GROUP).min(rows.end));
+            let res_at = |r: usize| (r - g0 * GROUP) * tt;
+            if tt == n {
+                out[(r0 - rows.start) * n..(r1 - rows.start) * n]
+                    .copy_from_slice(&res[res_at(r0)..res_at(r1)]);
+            } else {
+                for r in r0..r1 {
+                    out[(r - rows.start) * n + t0..][..tt].copy_from_slice(&res[res_at(r)..][..tt]);
                 }
             }
             t0 += tt;
+        }
+        g0 = g1;
+    }
+}
+
+/// Runs a one-group kernel over `groups`, gathering its tiles into `res` ([row in chunk][token in tile]).
+fn per_group(
+    groups: Range<usize>,
+    tt: usize,
+    res: &mut [f32],
+    mut kernel: impl FnMut(usize, &mut TileOut),
+) {
+    let mut tile: TileOut = [[0.0; MAX_TILE]; GROUP];
+    let start = groups.start;
+    for g in groups {
+        kernel(g, &mut tile);
+        for (i, vals) in tile.iter().enumerate() {
+            res[((g - start) * GROUP + i) * tt..][..tt].copy_from_slice(&vals[..tt]);
         }
     }
 }

@@ -96,7 +96,7 @@ fn bytes_are_not_inflated() {
     ] {
         let (bytes, _) = ggml(dtype, &w, ROWS, COLS);
         let q = QMatrix::from_ggml(dtype, &bytes, ROWS, COLS).expect("from_ggml");
-        let padded_rows = ROWS.div_ceil(GROUP) * GROUP;
+        let padded_rows = ROWS.div_ceil(2 * GROUP) * 2 * GROUP;
         assert_eq!(
             q.bytes() as f64,
             per_weight * (padded_rows * COLS) as f64,

@@ -6,6 +6,7 @@
 )]
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use super::{BLOCK, GROUP, Kind, QActs, QMatrix, TileOut};
@@ -67,22 +68,45 @@ macro_rules! dispatch {
     }};
 }
 
-/// Group `g` times tokens `t0..t0 + tt` (tt <= `AVX512_TILE`) into `out`.
+/// Groups `groups` (an even range of pairs) times tokens `t0..t0 + tt` (tt <= `AVX512_TILE`) into `res`,
+/// [row in range][token in tile].
 ///
 /// # Safety
 /// The CPU must support the features checked by `has_avx512`.
-pub(super) unsafe fn avx512_tile(
+pub(super) unsafe fn avx512_tiles(
     w: &QMatrix,
     x: &QActs,
-    g: usize,
+    groups: Range<usize>,
     t0: usize,
     tt: usize,
-    out: &mut TileOut,
+    res: &mut [f32],
 ) {
-    check_tile(w, x, g, t0, tt);
-    assert!(tt <= AVX512_TILE);
-    // SAFETY: features guaranteed by the caller; indices checked by `check_tile`.
-    unsafe { dispatch!(tile512, w, x, g, t0, tt, out, [1, 2, 3, 4, 5, 6, 7, 8]) }
+    assert!(
+        groups.start.is_multiple_of(2) && groups.end.is_multiple_of(2) && groups.end <= w.groups
+    );
+    assert!(
+        tt >= 1 && tt <= AVX512_TILE && t0 + tt <= x.n,
+        "tokens {t0}+{tt} out of {}",
+        x.n
+    );
+    assert_eq!(w.cols, x.cols, "weight and activation columns differ");
+    assert!(
+        res.len() >= groups.len() * GROUP * tt,
+        "result buffer too short"
+    );
+    // SAFETY: features guaranteed by the caller; indices checked above.
+    unsafe {
+        dispatch!(
+            tiles512,
+            w,
+            x,
+            groups,
+            t0,
+            tt,
+            res,
+            [1, 2, 3, 4, 5, 6, 7, 8]
+        )
+    }
 }
 
 /// Group `g` times tokens `t0..t0 + tt` (tt <= `AVX2_TILE`) into `out`.
@@ -120,74 +144,114 @@ unsafe fn scales4<const SYM: bool>(w: &QMatrix, gb: usize) -> (__m128, __m128) {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn tile512<const BITS: u32, const SYM: bool, const T: usize>(
+/// Unsigned values of group-block `gb`: the first and second half-blocks of the 4 rows, one per 128-bit lane.
+#[inline(always)]
+unsafe fn load512<const BITS: u32>(
     w: &QMatrix,
-    x: &QActs,
-    g: usize,
-    t0: usize,
-    out: &mut TileOut,
-) {
-    let nb = w.nb;
-    let gbb = w.kind.group_block_bytes();
-    let quants = w.quants.as_slice().as_ptr();
-    let xq = x.q.as_ptr();
-    // Lane group i (4 floats) of a zmm belongs to row i.
-    let spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    let low4 = _mm512_set1_epi8(0x0F);
-    let bit4 = _mm512_set1_epi8(0x10);
-    let mut acc = [_mm512_setzero_ps(); T];
-    let mut macc = [_mm_setzero_ps(); T];
-    for b in 0..nb {
-        let gb = g * nb + b;
-        // SAFETY: gb < groups * nb (checked by `check_tile`); quants hold `gbb` bytes per group-block, `high`
-        // two masks per group-block for 5 bits; token rows t0..t0 + T < n of the activations exist.
-        unsafe {
-            let q = quants.add(gb * gbb);
-            let (lo, hi) = if BITS == 8 {
-                (
-                    _mm512_loadu_si512(q.cast()),
-                    _mm512_loadu_si512(q.add(64).cast()),
-                )
-            } else {
-                let v = _mm512_loadu_si512(q.cast());
-                let lo = _mm512_and_si512(v, low4);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low4);
-                if BITS == 5 {
-                    let k = w.high.as_ptr().add(2 * gb);
-                    (
-                        _mm512_mask_add_epi8(lo, *k, lo, bit4),
-                        _mm512_mask_add_epi8(hi, *k.add(1), hi, bit4),
-                    )
-                } else {
-                    (lo, hi)
-                }
-            };
-            let (d4, m4) = scales4::<SYM>(w, gb);
-            let d16 = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d4));
-            for t in 0..T {
-                let k = (t0 + t) * nb + b;
-                let xp = xq.add(k * BLOCK);
-                let xl = _mm512_broadcast_i32x4(_mm_loadu_si128(xp.cast()));
-                let xh = _mm512_broadcast_i32x4(_mm_loadu_si128(xp.add(16).cast()));
-                let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl);
-                let p = _mm512_dpbusd_epi32(p, hi, xh);
-                let s = _mm512_mul_ps(d16, _mm512_set1_ps(*x.d.get_unchecked(k)));
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[t]);
-                macc[t] = _mm_fmadd_ps(m4, _mm_set1_ps(*x.ds.get_unchecked(k)), macc[t]);
-            }
+    quants: *const u8,
+    gb: usize,
+) -> (__m512i, __m512i) {
+    // SAFETY: gb < groups * nb (checked by the callers); quants hold `group_block_bytes` per group-block and
+    // `high` two masks per group-block for 5 bits; AVX-512 BW is enabled by every caller's target features.
+    unsafe {
+        let q = quants.add(gb * w.kind.group_block_bytes());
+        if BITS == 8 {
+            return (
+                _mm512_loadu_si512(q.cast()),
+                _mm512_loadu_si512(q.add(64).cast()),
+            );
+        }
+        let low4 = _mm512_set1_epi8(0x0F);
+        let v = _mm512_loadu_si512(q.cast());
+        let lo = _mm512_and_si512(v, low4);
+        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low4);
+        if BITS == 5 {
+            let bit4 = _mm512_set1_epi8(0x10);
+            let k = w.high.as_ptr().add(2 * gb);
+            (
+                _mm512_mask_add_epi8(lo, *k, lo, bit4),
+                _mm512_mask_add_epi8(hi, *k.add(1), hi, bit4),
+            )
+        } else {
+            (lo, hi)
         }
     }
-    for t in 0..T {
-        let mut lanes = [0f32; 16];
-        let mut m = [0f32; GROUP];
-        // SAFETY: the arrays hold 16 and 4 floats.
-        unsafe {
-            _mm512_storeu_ps(lanes.as_mut_ptr(), acc[t]);
-            _mm_storeu_ps(m.as_mut_ptr(), macc[t]);
+}
+
+/// Pairs of groups (8 rows) times `T` tokens: the activations' loads and scales serve both groups.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn tiles512<const BITS: u32, const SYM: bool, const T: usize>(
+    w: &QMatrix,
+    x: &QActs,
+    groups: Range<usize>,
+    t0: usize,
+    res: &mut [f32],
+) {
+    let nb = w.nb;
+    let quants = w.quants.as_slice().as_ptr();
+    let xq = x.q.as_ptr();
+    // Lane group i (4 floats) of a zmm belongs to row i of its group.
+    let spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    // After the in-lane sums: row i of the first group at lane 4i, of the second at 4i + 1.
+    let gather = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
+    for (pair, g) in groups.clone().step_by(2).enumerate() {
+        let mut acc = [[_mm512_setzero_ps(); 2]; T];
+        let mut macc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let (ga, gb) = (g * nb + b, (g + 1) * nb + b);
+            // SAFETY: ga, gb < groups * nb (checked by `avx512_tiles`); token rows t0..t0 + T < n exist.
+            unsafe {
+                let (lo_a, hi_a) = load512::<BITS>(w, quants, ga);
+                let (lo_b, hi_b) = load512::<BITS>(w, quants, gb);
+                let (d_a, m_a) = scales4::<SYM>(w, ga);
+                let (d_b, m_b) = scales4::<SYM>(w, gb);
+                let d_a = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d_a));
+                let d_b = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d_b));
+                let m8 = _mm256_set_m128(m_b, m_a);
+                for t in 0..T {
+                    let k = (t0 + t) * nb + b;
+                    let xp = xq.add(k * BLOCK);
+                    let xl = _mm512_broadcast_i32x4(_mm_loadu_si128(xp.cast()));
+                    let xh = _mm512_broadcast_i32x4(_mm_loadu_si128(xp.add(16).cast()));
+                    let dx = _mm512_set1_ps(*x.d.get_unchecked(k));
+                    let p_a = _mm512_dpbusd_epi32(
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo_a, xl),
+                        hi_a,
+                        xh,
+                    );
+                    let p_b = _mm512_dpbusd_epi32(
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo_b, xl),
+                        hi_b,
+                        xh,
+                    );
+                    acc[t][0] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_a), _mm512_mul_ps(d_a, dx), acc[t][0]);
+                    acc[t][1] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_b), _mm512_mul_ps(d_b, dx), acc[t][1]);
+                    macc[t] = _mm256_fmadd_ps(m8, _mm256_set1_ps(*x.ds.get_unchecked(k)), macc[t]);
+                }
+            }
         }
-        for (i, row) in out.iter_mut().enumerate() {
-            row[t] = lanes[4 * i..][..4].iter().sum::<f32>() + m[i];
+        for t in 0..T {
+            let [a, b] = acc[t];
+            // Per 128-bit lane i: [a0 + a1, a2 + a3, b0 + b1, b2 + b3], then [row i of a, row i of b, ..].
+            let s = _mm512_add_ps(
+                _mm512_shuffle_ps::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_ps::<0b11_01_11_01>(a, b),
+            );
+            let s = _mm512_add_ps(
+                _mm512_shuffle_ps::<0b10_00_10_00>(s, s),
+                _mm512_shuffle_ps::<0b11_01_11_01>(s, s),
+            );
+            let rows8 = _mm512_castps512_ps256(_mm512_permutexvar_ps(gather, s));
+            let rows8 = _mm256_add_ps(rows8, macc[t]);
+            let mut v = [0f32; 2 * GROUP];
+            // SAFETY: `v` holds 8 floats.
+            unsafe { _mm256_storeu_ps(v.as_mut_ptr(), rows8) };
+            let base = pair * 2 * GROUP;
+            for (i, v) in v.iter().enumerate() {
+                res[(base + i) * T + t] = *v;
+            }
         }
     }
 }
