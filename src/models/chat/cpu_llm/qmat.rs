@@ -5,7 +5,8 @@
 //! a block's contribution is `d_w * d_x * dot(u, q_x) + m_w * (d_x * sum(q_x))`: one u8 x i8 integer dot
 //! product (AVX-512 VNNI `vpdpbusd`, or AVX2 `vpmaddubsw`) and one float term.
 //!
-//! Layout: rows are interleaved in groups of 4 (`GROUP`). For group `g` and block `b` (`gb = g * nb + b`):
+//! Layout: rows are interleaved in groups of 4 (`GROUP`). For group `g` and block `b`, the group-block
+//! `gb = group_block(nb, g, b)` puts the blocks of a pair of groups side by side (one memory stream per pair):
 //! - `quants`: 4-bit: 64 bytes, row `i` at `16 * i`, byte `j` = value `j` (low nibble) | value `j + 16` (high);
 //!   5-bit: the same nibbles, plus two u64 masks in `high` (bit `16 * i + j`: bit 4 of value `j`, resp. `j + 16`);
 //!   8-bit: 128 bytes, values 0..16 of row `i` at `16 * i`, values 16..32 at `64 + 16 * i`.
@@ -36,6 +37,12 @@ const SUPER_BLOCK: usize = 256;
 const I8_MAX: f32 = 127.0;
 /// Alignment of the packed quants (one cache line, one 512-bit load).
 const ALIGN: usize = 64;
+
+/// Index of block `b` of group `g` among the group-blocks: pairs of groups alternate block by block.
+#[inline(always)]
+fn group_block(nb: usize, g: usize, b: usize) -> usize {
+    (g & !1) * nb + 2 * b + (g & 1)
+}
 
 /// Bits per unsigned weight value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -362,7 +369,7 @@ impl QMatrix {
         let gbb = self.kind.group_block_bytes();
         let scale_len = self.scales.len() / (self.groups * self.nb);
         for b in 0..self.nb {
-            let gb = g * self.nb + b;
+            let gb = group_block(self.nb, g, b);
             let u = &row.u[b * BLOCK..][..BLOCK];
             let q = &mut self.quants.as_mut_slice()[gb * gbb..][..gbb];
             match self.kind {
@@ -391,7 +398,7 @@ impl QMatrix {
     /// Unsigned values, `d` and `m` of block `b` of row `r`.
     fn unpack(&self, r: usize, b: usize, u: &mut [u8; BLOCK]) -> (f32, f32) {
         let (g, i) = (r / GROUP, r % GROUP);
-        let gb = g * self.nb + b;
+        let gb = group_block(self.nb, g, b);
         let gbb = self.kind.group_block_bytes();
         let q = &self.quants.as_slice()[gb * gbb..][..gbb];
         match self.kind {
