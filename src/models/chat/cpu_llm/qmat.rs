@@ -583,9 +583,12 @@ pub fn matmul(w: &QMatrix, x: &QActs, rows: Range<usize>, out: &mut [f32]) {
     matmul_with(*BEST_PATH, w, x, rows, out);
 }
 
-#[expect(
-    unsafe_code,
-    reason = "calls the SIMD kernels once their CPU features are checked"
+#[cfg_attr(
+    target_arch = "x86_64",
+    expect(
+        unsafe_code,
+        reason = "calls the SIMD kernels once their CPU features are checked"
+    )
 )]
 fn matmul_with(path: Path, w: &QMatrix, x: &QActs, rows: Range<usize>, out: &mut [f32]) {
     assert!(

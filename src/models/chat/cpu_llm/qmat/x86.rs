@@ -89,7 +89,7 @@ pub(super) unsafe fn avx512_tiles(
         groups.start.is_multiple_of(2) && groups.end.is_multiple_of(2) && groups.end <= w.groups
     );
     assert!(
-        tt >= 1 && tt <= AVX512_TILE && t0 + tt <= x.n,
+        (1..=AVX512_TILE).contains(&tt) && t0 + tt <= x.n,
         "tokens {t0}+{tt} out of {}",
         x.n
     );
