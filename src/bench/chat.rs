@@ -68,9 +68,9 @@ pub struct ModelReport {
     pub id: String,
     /// The GGUF file.
     pub file: String,
-    /// Tensors re-quantised to Q8_0 at load.
-    pub requantized_tensors: usize,
-    /// Seconds to load (with re-quantisation) and warm up.
+    /// Bytes of weights in memory.
+    pub weight_bytes: usize,
+    /// Seconds to load (converting the weights) and warm up.
     pub load_seconds: f64,
     /// Prompt processing, tokens/s (median).
     pub pp_tokens_per_s: f64,
@@ -197,7 +197,7 @@ fn bench_model(args: &ChatBenchArgs, entry: &CatalogEntry) -> anyhow::Result<Mod
     let path = registry::model_path(&args.models_dir, entry);
     let started = Instant::now();
     let mut model = ChatModel::load(&path, &Device::Cpu)?;
-    let requantized = model.requantized;
+    let weight_bytes = model.weight_bytes;
 
     // The prompt: the prose's tokens, repeated and cut to the size asked for.
     let mut prompt = Vec::new();
@@ -282,7 +282,7 @@ fn bench_model(args: &ChatBenchArgs, entry: &CatalogEntry) -> anyhow::Result<Mod
     Ok(ModelReport {
         id: entry.id.to_owned(),
         file: file_name(&path),
-        requantized_tensors: requantized,
+        weight_bytes,
         load_seconds,
         pp_tokens_per_s: median(pp),
         decode_tokens_per_s: median(decode),

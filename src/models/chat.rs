@@ -7,6 +7,7 @@
 //! `Err` and nothing more. Dropping the stream cancels the generation: the backend checks
 //! `Sender::is_closed` between decoding steps and stops.
 
+pub mod cpu_llm;
 pub mod engine;
 pub mod gguf_tokenizer;
 pub mod model;

@@ -83,8 +83,8 @@ pub struct LocalChatModel {
     shared: Arc<Shared>,
     queue: SyncSender<Message>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// Tensors re-quantised to Q8_0 at load.
-    pub requantized: usize,
+    /// Bytes of weights in memory.
+    pub weight_bytes: usize,
     /// `general.architecture` of the GGUF.
     pub architecture: String,
 }
@@ -160,7 +160,7 @@ impl LocalChatModel {
                     Ok((model, shared)) => {
                         let facts = (
                             model.context_window,
-                            model.requantized,
+                            model.weight_bytes,
                             model.architecture.clone(),
                         );
                         let _ = ready_tx.send(Ok((shared, facts)));
@@ -172,7 +172,7 @@ impl LocalChatModel {
                 }
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
-        let (shared, (context_window, requantized, architecture)) = match ready_rx.recv() {
+        let (shared, (context_window, weight_bytes, architecture)) = match ready_rx.recv() {
             Ok(Ok(ready)) => ready,
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -192,7 +192,7 @@ impl LocalChatModel {
         tracing::info!(
             model = %info.id,
             context_window,
-            requantized,
+            weight_mb = weight_bytes / (1 << 20),
             %architecture,
             threads = config.threads,
             load_ms = started.elapsed().as_millis(),
@@ -203,7 +203,7 @@ impl LocalChatModel {
             shared: Arc::new(shared),
             queue,
             thread: std::sync::Mutex::new(Some(thread)),
-            requantized,
+            weight_bytes,
             architecture,
         })
     }
