@@ -203,7 +203,7 @@ async fn stop_sequences_cut_the_answer_before_them() {
 async fn bad_requests_get_openai_errors_naming_the_parameter() {
     let server = Server::start().await;
     let (s, b) = server
-        .post_json("/v1/chat/completions", &chat_body("hi", 5000))
+        .post_json("/v1/chat/completions", &chat_body("hi", 9000))
         .await;
     assert_error(
         s,
@@ -212,9 +212,9 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
         "context_length_exceeded",
         "invalid_request_error",
         Some("messages"),
-        "maximum context length is 4096 tokens",
+        "maximum context length is 8192 tokens",
     );
-    let long = "lorem ipsum dolor ".repeat(2000);
+    let long = "lorem ipsum dolor ".repeat(4000);
     let (s, b) = server
         .post_json("/v1/chat/completions", &chat_body(&long, 16))
         .await;
@@ -225,7 +225,7 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
         "context_length_exceeded",
         "invalid_request_error",
         Some("messages"),
-        "4096",
+        "8192",
     );
     let mut unknown = chat_body("hi", 4);
     unknown["model"] = json!("gpt-5");
@@ -416,7 +416,7 @@ async fn models_list_chat_and_embedding_models_with_their_windows() {
         .find(|m| m["id"] == SMOL)
         .expect("smollm2 listed");
     assert_eq!(smol["kind"], "chat");
-    assert_eq!(smol["context_window"], 4096);
+    assert_eq!(smol["context_window"], 8192);
     assert_eq!(smol["owned_by"], "docpipe");
     assert!(data.iter().any(|m| m["kind"] == "embedding"));
     let (s, one) = server.get("/v1/models/smollm2").await;

@@ -21,6 +21,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{self, Value};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use ops::RopeStyle;
 use qmat::{QActs, QMatrix};
@@ -301,14 +303,18 @@ struct Scratch {
     /// Row-major outputs of the kernels ([rows, tokens]) before transposition.
     raw: [Vec<f32>; 3],
     heads: Vec<f32>,
+    /// The cached keys and values of the current layer, widened to f32 for attention.
+    keys: Vec<f32>,
+    values: Vec<f32>,
 }
 
 /// One sequence being decoded: its KV cache and buffers, over shared weights.
 pub struct Sequence {
     weights: Arc<Weights>,
-    /// Per layer: keys and values of every position so far, `[position][kv_head][head_dim]`.
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    /// Per layer: keys and values of every position so far, `[position][kv_head][head_dim]`, in f16 (as
+    /// llama.cpp keeps them): half the memory of f32, at no measurable cost in agreement with candle's f32 cache.
+    keys: Vec<Vec<f16>>,
+    values: Vec<Vec<f16>>,
     len: usize,
     scratch: Scratch,
 }
@@ -383,8 +389,8 @@ fn attention_block(
     hp: &Hyper,
     layer: &Layer,
     s: &mut Scratch,
-    keys: &mut Vec<f32>,
-    values: &mut Vec<f32>,
+    keys: &mut Vec<f16>,
+    values: &mut Vec<f16>,
     pos: usize,
     n: usize,
 ) {
@@ -420,9 +426,11 @@ fn attention_block(
             hp.rope,
         );
     }
-    keys.extend_from_slice(&s.k);
-    values.extend_from_slice(&s.v);
-    attend(hp, &s.q, keys, values, pos, n, &mut s.heads);
+    append_f16(keys, &s.k);
+    append_f16(values, &s.v);
+    widen(keys, &mut s.keys);
+    widen(values, &mut s.values);
+    attend(hp, &s.q, &s.keys, &s.values, pos, n, &mut s.heads);
     // Heads come back as [head][token][head_dim]; the output projection wants [token][head][head_dim].
     s.att.resize(n * q_dim, 0.0);
     let hd = hp.head_dim;
@@ -572,6 +580,19 @@ fn par_matmul(jobs: &mut [(&QMatrix, &mut Vec<f32>)], x: &QActs) {
         }
         run(first);
     });
+}
+
+/// Appends `values` to `cache`, rounded to f16.
+fn append_f16(cache: &mut Vec<f16>, values: &[f32]) {
+    let start = cache.len();
+    cache.resize(start + values.len(), f16::ZERO);
+    cache[start..].convert_from_f32_slice(values);
+}
+
+/// `out = cache` in f32.
+fn widen(cache: &[f16], out: &mut Vec<f32>) {
+    out.resize(cache.len(), 0.0);
+    cache.convert_to_f32_slice(out);
 }
 
 /// `out[t][r] = raw[r][t]`: kernel output (`[rows, n]`) to activations (`[n, rows]`).
