@@ -1,5 +1,6 @@
 //! Bad input gets a clear 4xx in the one error shape, and the server stays healthy.
 
+use futures::StreamExt;
 use reqwest::StatusCode;
 
 use crate::common::{Server, assert_bad_request, assert_error, json_of};
@@ -28,9 +29,13 @@ async fn oversized_upload_is_refused_with_413_before_it_is_read() {
         Some("file"),
         "100000 bytes",
     );
-    // Chunked (no Content-Length) bodies are cut off while streaming.
-    let stream =
-        futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b'b'; 10_000])));
+    // Chunked (no Content-Length) bodies are cut off while streaming. The client sends at a pace, as a
+    // real upload does: a client that writes everything at once races the server's close, and may get a
+    // broken pipe on its next write instead of reading the 413 that was sent.
+    let stream = futures::stream::iter(0..40).then(|_| async {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        Ok::<_, std::io::Error>(vec![b'b'; 10_000])
+    });
     let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream))
         .file_name("chunked.txt");
     let resp = server
