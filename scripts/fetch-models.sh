@@ -74,4 +74,6 @@ if ! { [ -f "$qwen" ] && echo "$QWEN_SHA  $qwen" | sha256sum -c --quiet - 2>/dev
   echo "$QWEN_SHA  $qwen.part" | sha256sum -c --quiet - || { echo "concatenated Qwen GGUF has the wrong checksum" >&2; exit 1; }
   mv "$qwen.part" "$qwen"
 fi
+# Re-quantised Q8_0 copies that docpipe wrote next to the chat models before it ran their own block formats.
+rm -f "$MODELS_DIR"/*/*.docpipe-q8_0.gguf
 echo "models ready in $MODELS_DIR"

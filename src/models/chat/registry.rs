@@ -49,9 +49,9 @@ pub const DEFAULT_MODELS: &str = "smollm2,qwen2.5-coder";
 pub const DEFAULT_ACTIVE: usize = 4;
 
 /// Default compute threads of each chat model: 1 on machines with up to
-/// [`crate::models::SMALL_MACHINE_CORES`] cores, else every core. With two threads on two cores, candle's
-/// quantized matmul pool spin-waits on threads that other work has descheduled: chat fell from 101 to 4-12
-/// tok/s while files were being ingested, against 51-63 tok/s with one thread (84 tok/s idle).
+/// [`crate::models::SMALL_MACHINE_CORES`] cores, else every core. On 2 cores, SmolLM2 with one thread decodes 240
+/// tok/s idle and 139-166 tok/s while 30 PDFs are ingested; with two, 312-315 idle but 98-196 (median 108) during
+/// ingestion (`bench/mixed_load.sh`), and ingestion is no faster. The embedding threads take both cores there.
 pub fn default_threads() -> usize {
     let cores = crate::models::available_cores();
     if cores <= crate::models::SMALL_MACHINE_CORES {
