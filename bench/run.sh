@@ -70,7 +70,7 @@ bash bench/chat.sh
 # the corpus: the first $INGEST_FILES PDFs by name (embedding all 6,000+ pages takes about half an hour here).
 INGEST_FILES=${INGEST_FILES:-30}
 slice=$(mktemp -d)
-ls "$corpus"/*.pdf | head -n "$INGEST_FILES" | xargs -I{} cp {} "$slice/"
+ls "$corpus"/*.pdf | sed -n "1,${INGEST_FILES}p" | xargs -I{} cp {} "$slice/"
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RATE_LIMIT_REQUESTS=0 DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
