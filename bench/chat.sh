@@ -20,8 +20,7 @@ have_peer=0
 [ $have_peer = 1 ] || echo "llama-cpp-python venv missing (make bench-deps-chat-engine): no peer figures" >&2
 # Each model on both sides back to back, so a shared machine's load hits both alike.
 for key in smollm2 qwen2.5-coder; do
-  # candle's quantized matmul pool is sized once from this variable.
-  CANDLE_NUM_THREADS=$THREADS "$BIN" bench chat --models "$key" --threads "$THREADS" \
+  "$BIN" bench chat --models "$key" --threads "$THREADS" \
     --out "$OUT/chat-docpipe-$key.json" --workload-dir "$OUT/chat-workload" > /dev/null
   if [ $have_peer = 1 ]; then
     "$BENCH_CACHE/venv-llama/bin/python" bench/llama_peer.py "$MODELS" "$OUT/chat-workload" \

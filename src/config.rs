@@ -250,21 +250,20 @@ pub fn apply_config_file(path: &Path, command: &clap::Command) -> Result<(), Con
     Ok(())
 }
 
-/// Sizes candle's process-wide quantized-matmul pool (`CANDLE_NUM_THREADS`, read once at its first use) for the
-/// chat models when the operator has not: `DOCPIPE_CHAT_THREADS`, else the chat default (1 on machines with up
-/// to 2 cores, else every core). Unsized, candle picks the
-/// physical core count, and any oversubscription collapses decoding on small machines. Call before any other
-/// thread exists.
+/// Sizes candle's process-wide pool (`CANDLE_NUM_THREADS`, read once at its first use) when the operator has
+/// not: to the embedding threads (`DOCPIPE_EMBED_THREADS`, else their default), since on the CPU only the
+/// embedding model still runs candle ops. Unsized, candle picks the physical core count, and its spinning workers
+/// halve throughput on a busy small machine. Call before any other thread exists.
 pub fn init_candle_threads() {
     const CANDLE_THREADS_ENV: &str = "CANDLE_NUM_THREADS";
     if std::env::var_os(CANDLE_THREADS_ENV).is_some() {
         return;
     }
-    let threads = std::env::var("DOCPIPE_CHAT_THREADS")
+    let threads = std::env::var("DOCPIPE_EMBED_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(crate::models::chat::registry::default_threads);
+        .unwrap_or_else(crate::models::embed::default_threads);
     set_env(CANDLE_THREADS_ENV, &threads.to_string());
 }
 
