@@ -11,8 +11,8 @@
 //!   answer no longer holds up the requests behind it. Before every step it checks whether the client is still
 //!   listening (`Sender::is_closed`): a dropped stream (client gone) cancels the generation. Deltas go to a
 //!   channel with room for every event the generation can send, so a slow reader never stalls the engine.
-//! - Model compute runs inside a dedicated rayon pool of `threads` threads (candle's f32 matmuls use the current
-//!   pool; its quantized matmuls use the process-wide pool sized by `CANDLE_NUM_THREADS`, set in `main`).
+//! - Model compute runs inside a dedicated rayon pool of `threads` threads: docpipe's CPU pass
+//!   ([`super::cpu_llm`]) splits each step's matrix rows and attention heads over the current pool.
 //! - Shutdown: [`LocalChatModel::shutdown`] queues a terminate message and joins the thread; requests queued
 //!   behind it get [`ChatError::ShutDown`]. Nothing here takes a lock besides the join handle's mutex.
 

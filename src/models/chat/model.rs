@@ -40,7 +40,7 @@ pub enum LoadError {
 /// The transformer, by implementation.
 enum Weights {
     /// docpipe's own CPU forward pass: one sequence on shared weights.
-    Cpu(cpu_llm::Sequence),
+    Cpu(Box<cpu_llm::Sequence>),
     /// candle-transformers' llama, for GPUs.
     Llama(quantized_llama::ModelWeights),
     /// candle-transformers' qwen2, for GPUs.
@@ -140,7 +140,7 @@ impl ChatModel {
                     .map_err(format)?;
                 let bytes = weights.bytes();
                 (
-                    Weights::Cpu(cpu_llm::Sequence::new(Arc::new(weights))),
+                    Weights::Cpu(Box::new(cpu_llm::Sequence::new(Arc::new(weights)))),
                     declared,
                     bytes,
                 )
@@ -182,9 +182,9 @@ impl ChatModel {
     /// can be decoded in turn; `None` for candle's Qwen2, which cannot be copied (one sequence at a time then).
     pub fn fork(&self) -> Option<Self> {
         let weights = match &self.weights {
-            Weights::Cpu(sequence) => {
-                Weights::Cpu(cpu_llm::Sequence::new(Arc::clone(sequence.weights())))
-            }
+            Weights::Cpu(sequence) => Weights::Cpu(Box::new(cpu_llm::Sequence::new(Arc::clone(
+                sequence.weights(),
+            )))),
             Weights::Llama(m) => Weights::Llama(m.clone()),
             Weights::Qwen2(_) => return None,
         };
