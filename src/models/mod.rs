@@ -17,3 +17,4 @@ pub mod asr;
 pub mod chat;
 pub mod device;
 pub mod embed;
+pub mod math;

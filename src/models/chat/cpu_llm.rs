@@ -24,6 +24,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
+use crate::models::math;
 use ops::RopeStyle;
 use qmat::{QActs, QMatrix};
 
@@ -487,9 +488,9 @@ fn attend(
             scores.extend(
                 keys.chunks_exact(kv_dim)
                     .take(visible)
-                    .map(|k| ops::dot(query, &k[g * hd..(g + 1) * hd]) * scale),
+                    .map(|k| math::dot(query, &k[g * hd..(g + 1) * hd]) * scale),
             );
-            ops::softmax(&mut scores);
+            math::softmax(&mut scores);
             o.fill(0.0);
             for (p, v) in scores.iter().zip(values.chunks_exact(kv_dim)) {
                 ops::axpy(o, *p, &v[g * hd..(g + 1) * hd]);

@@ -294,14 +294,7 @@ fn masked_softmax(scores: &mut [f32], lengths: &[usize], heads: usize, width: us
         let real = lengths[b];
         for row in block.chunks_exact_mut(width) {
             let (keys, padding) = row.split_at_mut(real);
-            let max = keys.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
-            for s in keys.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            let inv = 1.0 / sum;
-            keys.iter_mut().for_each(|s| *s *= inv);
+            crate::models::math::softmax(keys);
             padding.fill(0.0);
         }
     }
