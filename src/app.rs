@@ -89,6 +89,7 @@ impl App {
             threads: config.chat_compute_threads(),
             queue_capacity: config.chat_queue,
             max_active: config.chat_active,
+            kv_budget_bytes: config.chat_kv_mb << 20,
         };
         let chat = tokio::task::spawn_blocking(move || ChatModels::start(&chat_config))
             .await?

@@ -112,6 +112,12 @@ pub struct Config {
     /// further requests wait in the queue.
     #[arg(long, env = "DOCPIPE_CHAT_ACTIVE", default_value_t = crate::models::chat::registry::DEFAULT_ACTIVE)]
     pub chat_active: usize,
+
+    /// KV cache memory each chat model may reserve for the generations it advances together, in MiB. A
+    /// generation reserves its prompt plus `max_tokens`; one that does not fit beside those running waits for
+    /// them (a single generation always runs: the context window bounds it).
+    #[arg(long, env = "DOCPIPE_CHAT_KV_MB", default_value_t = crate::models::chat::registry::DEFAULT_KV_MB)]
+    pub chat_kv_mb: usize,
     /// Admin API key. When set (here or as `API_KEY`), every route except `/health`, `/docs`, `/redoc` and
     /// `/openapi.json` needs a key (`X-API-Key: <key>` or `Authorization: Bearer <key>`); this one acts for
     /// tenant `default` with every scope and manages keys of all tenants. Unset: the server runs open.
@@ -314,6 +320,9 @@ impl Config {
         }
         if self.chat_active == 0 {
             return invalid("DOCPIPE_CHAT_ACTIVE", "must be at least 1");
+        }
+        if self.chat_kv_mb == 0 {
+            return invalid("DOCPIPE_CHAT_KV_MB", "must be at least 1");
         }
         if self.rate_limit_window == 0 {
             return invalid("RATE_LIMIT_WINDOW", "must be greater than 0");

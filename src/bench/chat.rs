@@ -235,6 +235,7 @@ fn bench_model(args: &ChatBenchArgs, entry: &CatalogEntry) -> anyhow::Result<Mod
         threads: args.threads,
         queue_capacity: args.clients.max(1) * 2,
         max_active: crate::models::chat::registry::DEFAULT_ACTIVE,
+        kv_budget_bytes: crate::models::chat::registry::DEFAULT_KV_MB << 20,
     })?;
     let long = Prompt::Chat(long_chat());
     let ttft_prompt_tokens = engine.count_prompt_tokens(&long)?;

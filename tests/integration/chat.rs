@@ -294,11 +294,11 @@ async fn concurrent_clients_are_all_served() {
 }
 
 /// A generation that runs for a long time: greedy counting goes on and on.
-async fn start_long_stream(server: &Server) -> reqwest::Response {
+async fn start_long_stream(server: &Server, max_tokens: usize) -> reqwest::Response {
     let body = json!({
         "model": SMOL,
         "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,",
-        "max_tokens": 3000,
+        "max_tokens": max_tokens,
         "temperature": 0,
         "stream": true
     });
@@ -320,7 +320,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     // One generation at a time, one waiting: the rest of a burst is refused.
     let server =
         Server::start_with(&[("DOCPIPE_CHAT_QUEUE", "1"), ("DOCPIPE_CHAT_ACTIVE", "1")]).await;
-    let running = start_long_stream(&server).await;
+    let running = start_long_stream(&server, 3000).await;
     // One more fits the queue; the others are refused at once.
     let (http, url) = (server.http.clone(), server.url("/v1/chat/completions"));
     let burst = tokio::spawn(futures::future::join_all((0..4).map(move |_| {
@@ -362,7 +362,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
 #[tokio::test]
 async fn a_short_request_is_answered_while_a_long_generation_runs() {
     let server = Server::start().await;
-    let mut long = start_long_stream(&server).await;
+    let mut long = start_long_stream(&server, 3000).await;
     // The engine interleaves the two: the short answer does not wait for 3,000 tokens of counting.
     let started = Instant::now();
     let (s, b) = server
@@ -386,10 +386,39 @@ async fn a_short_request_is_answered_while_a_long_generation_runs() {
 }
 
 #[tokio::test]
+async fn a_request_beyond_the_kv_budget_waits_for_the_running_one() {
+    // 1 MiB of KV cache per model: the long generation (prompt plus 400 tokens at 23 KB each) runs alone since
+    // nothing else runs, and the short request, which would not fit beside it, waits until it is over.
+    let server = Server::start_with(&[("DOCPIPE_CHAT_KV_MB", "1")]).await;
+    let mut long = start_long_stream(&server, 400).await;
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        while let Some(chunk) = long.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        (Instant::now(), text)
+    });
+    let (s, b) = server
+        .post_json("/v1/chat/completions", &chat_body("hi", 4))
+        .await;
+    let short_done = Instant::now();
+    assert_eq!(s, 200, "{b}");
+    let (long_done, text) = reader.await.expect("reader");
+    assert!(text.contains("[DONE]"), "{text}");
+    assert!(
+        long_done <= short_done,
+        "the short request was answered {:?} before the long generation ended",
+        long_done - short_done
+    );
+    let log = std::fs::read_to_string(server.log()).unwrap_or_default();
+    assert!(log.contains("KV budget full"), "{log}");
+}
+
+#[tokio::test]
 async fn a_client_that_disconnects_cancels_its_generation() {
     let server = Server::start().await;
     // Hang up after the first chunk of a long generation.
-    drop(start_long_stream(&server).await);
+    drop(start_long_stream(&server, 3000).await);
     // The engine notices and is free again at once: a short request is answered quickly.
     let started = Instant::now();
     let (s, b) = server

@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Generations advanced together (each with its own KV cache).
     pub max_active: usize,
+    /// KV cache bytes the generations advanced together may reserve (each its prompt plus `max_tokens`).
+    pub kv_budget_bytes: usize,
 }
 
 struct Job {
@@ -136,7 +138,10 @@ impl LocalChatModel {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let path = config.path.clone();
         let id = config.id.clone();
-        let max_active = config.max_active;
+        let limits = Limits {
+            max_active: config.max_active,
+            kv_budget_bytes: config.kv_budget_bytes,
+        };
         let started = Instant::now();
         let thread = std::thread::Builder::new()
             .name(format!("chat-{id}"))
@@ -164,7 +169,7 @@ impl LocalChatModel {
                             model.architecture.clone(),
                         );
                         let _ = ready_tx.send(Ok((shared, facts)));
-                        run_engine(model, &pool, &receiver, &id, max_active);
+                        run_engine(model, &pool, &receiver, &id, limits);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -328,45 +333,87 @@ fn validate(p: &SamplingParams) -> Result<(), ChatError> {
     Ok(())
 }
 
-/// The engine loop: takes jobs while fewer than `max_active` run (waiting only when none does), gives each
-/// running generation one step, and repeats until `Terminate` (after finishing the running ones) or until
-/// every sender is gone. A model that cannot be forked ([`ChatModel::fork`]) runs one generation at a time:
-/// the generation borrows the model and hands it back when it is over.
+/// How many generations an engine advances together.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// At most this many.
+    max_active: usize,
+    /// And only while their KV reservations (prompt plus `max_tokens`, each) fit these bytes together; the first
+    /// one always runs.
+    kv_budget_bytes: usize,
+}
+
+/// The engine loop: takes jobs in arrival order while fewer than `max_active` run and the next one's KV
+/// reservation fits beside theirs (waiting only when none runs), gives each running generation one step, and
+/// repeats until `Terminate` (after finishing the running ones) or until every sender is gone. A job that does
+/// not fit is held, and the queue behind it waits, until enough running ones finish. A model that cannot be
+/// forked ([`ChatModel::fork`]) runs one generation at a time: the generation borrows the model and hands it
+/// back when it is over.
 fn run_engine(
     model: ChatModel,
     pool: &rayon::ThreadPool,
     receiver: &Receiver<Message>,
     id: &str,
-    max_active: usize,
+    limits: Limits,
 ) {
     let forkable = model.fork().is_some();
-    let max_active = if forkable { max_active } else { 1 };
+    let max_active = if forkable { limits.max_active } else { 1 };
+    let kv_bytes_per_token = model.kv_bytes_per_token;
     let mut spare = Some(model);
     let mut active: Vec<Generation> = Vec::with_capacity(max_active);
+    let mut held: Option<Box<Job>> = None;
     let mut accepting = true;
-    while accepting || !active.is_empty() {
-        while accepting && active.len() < max_active {
-            let message = if active.is_empty() {
-                receiver.recv().ok()
-            } else {
-                match receiver.try_recv() {
-                    Ok(message) => Some(message),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => None,
-                }
-            };
-            match message {
-                Some(Message::Generate(job)) if !job.events.is_closed() => {
-                    let own = match &spare {
-                        Some(base) if forkable => base.fork(),
-                        _ => spare.take(),
+    loop {
+        while active.len() < max_active {
+            let job = if let Some(job) = held.take() {
+                job
+            } else if accepting {
+                let message = if active.is_empty() {
+                    receiver.recv().ok()
+                } else {
+                    match receiver.try_recv() {
+                        Ok(message) => Some(message),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => None,
                     }
-                    .expect("an unforkable model runs one generation at a time, so it is back. This is a bug.");
-                    active.push(Generation::new(job, own));
+                };
+                match message {
+                    Some(Message::Generate(job)) => job,
+                    Some(Message::Terminate) | None => {
+                        accepting = false;
+                        continue;
+                    }
                 }
-                Some(Message::Generate(_)) => {}
-                Some(Message::Terminate) | None => accepting = false,
+            } else {
+                break;
+            };
+            if job.events.is_closed() {
+                continue;
             }
+            let reservation = (job.tokens.len() + job.params.max_tokens) * kv_bytes_per_token;
+            let reserved: usize = active.iter().map(|g| g.reservation).sum();
+            if !active.is_empty() && reserved + reservation > limits.kv_budget_bytes {
+                tracing::info!(
+                    model = id,
+                    reserved,
+                    reservation,
+                    "KV budget full: the next request waits"
+                );
+                held = Some(job);
+                break;
+            }
+            let own = match &spare {
+                Some(base) if forkable => base.fork(),
+                _ => spare.take(),
+            }
+            .expect(
+                "an unforkable model runs one generation at a time, so it is back. This is a bug.",
+            );
+            active.push(Generation::new(job, own, reservation));
+        }
+        if active.is_empty() {
+            // Nothing runs, nothing is held (it would have been taken), and nothing more comes.
+            break;
         }
         pool.install(|| {
             let mut index = 0;
@@ -399,6 +446,8 @@ enum Outcome {
 struct Generation {
     job: Box<Job>,
     model: ChatModel,
+    /// KV cache bytes reserved: prompt plus `max_tokens`.
+    reservation: usize,
     /// Prompt tokens already in the KV cache.
     prefilled: usize,
     /// Logits after the last token fed in.
@@ -411,8 +460,9 @@ struct Generation {
 }
 
 impl Generation {
-    fn new(job: Box<Job>, model: ChatModel) -> Self {
+    fn new(job: Box<Job>, model: ChatModel, reservation: usize) -> Self {
         Self {
+            reservation,
             sampler: Sampler::new(&job.params),
             stops: StopMatcher::new(&job.params.stop),
             job,

@@ -70,6 +70,8 @@ pub struct ChatModel {
     pub architecture: String,
     /// Bytes of weights held in memory.
     pub weight_bytes: usize,
+    /// Bytes of KV cache each token of a sequence takes.
+    pub kv_bytes_per_token: usize,
     device: Device,
 }
 
@@ -128,6 +130,19 @@ impl ChatModel {
         .map_err(|e| format(e.to_string()))?;
         let declared = md_u32(md, &format!("{architecture}.context_length"))
             .ok_or_else(|| format(format!("missing {architecture}.context_length")))?;
+        let kv_bytes_per_token = {
+            let key = |k: &str| md_u32(md, &format!("{architecture}.{k}")).unwrap_or(0);
+            let heads = key("attention.head_count").max(1);
+            let kv_heads =
+                md_u32(md, &format!("{architecture}.attention.head_count_kv")).unwrap_or(heads);
+            // Keys and values: f16 in docpipe's pass, f32 in candle's.
+            let element = if implementation == Implementation::Own {
+                2
+            } else {
+                4
+            };
+            2 * key("block_count") * kv_heads * (key("embedding_length") / heads) * element
+        };
         let weight_bytes = content
             .tensor_infos
             .values()
@@ -174,6 +189,7 @@ impl ChatModel {
             context_window,
             architecture,
             weight_bytes,
+            kv_bytes_per_token,
             device: device.clone(),
         })
     }
@@ -195,6 +211,7 @@ impl ChatModel {
             context_window: self.context_window,
             architecture: self.architecture.clone(),
             weight_bytes: self.weight_bytes,
+            kv_bytes_per_token: self.kv_bytes_per_token,
             device: self.device.clone(),
         })
     }
@@ -268,12 +285,21 @@ mod tests {
     /// docpipe's forward pass against candle-transformers' on the same GGUF: a prompt in two pieces (prompt
     /// processing, then more over the KV cache), then one decoded token; then docpipe's alone: the prompt in one
     /// piece, and a rewound position, give the same logits as the pieces.
-    fn agrees_with_candle(key: &str) {
+    fn agrees_with_candle(key: &str, kv_bytes_per_token: usize) {
         let path = catalog_path(key);
         let mut own = ChatModel::load_as(&path, &Device::Cpu, Implementation::Own).expect("own");
         let mut reference =
             ChatModel::load_as(&path, &Device::Cpu, Implementation::Candle).expect("candle");
         assert!(own.context_window >= reference.context_window);
+        assert_eq!(
+            own.kv_bytes_per_token, kv_bytes_per_token,
+            "f16 keys and values"
+        );
+        assert_eq!(
+            reference.kv_bytes_per_token,
+            2 * kv_bytes_per_token,
+            "f32 keys and values"
+        );
         let prompt = own
             .tokenizer
             .encode("The quick brown fox jumps over the lazy dog. The capital of France is")
@@ -309,11 +335,13 @@ mod tests {
 
     #[test]
     fn smollm2_logits_agree_with_candle_transformers() {
-        agrees_with_candle("smollm2");
+        // 30 layers, 3 KV heads of 64, keys and values in f16.
+        agrees_with_candle("smollm2", 30 * 3 * 64 * 2 * 2);
     }
 
     #[test]
     fn qwen2_logits_agree_with_candle_transformers() {
-        agrees_with_candle("qwen2.5-coder");
+        // 24 layers, 2 KV heads of 64.
+        agrees_with_candle("qwen2.5-coder", 24 * 2 * 64 * 2 * 2);
     }
 }

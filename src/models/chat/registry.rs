@@ -45,6 +45,9 @@ pub static CATALOG: [CatalogEntry; 2] = [
 
 /// Default of `DOCPIPE_CHAT_MODELS`: every model of the catalog.
 pub const DEFAULT_MODELS: &str = "smollm2,qwen2.5-coder";
+/// Default of `DOCPIPE_CHAT_KV_MB`: KV cache MiB each model may reserve for its generations together (four
+/// full-window SmolLM2 generations take 737 MiB; four Qwen2.5 ones of 8,192 tokens 384 MiB).
+pub const DEFAULT_KV_MB: usize = 1024;
 /// Default of `DOCPIPE_CHAT_ACTIVE`: generations a model advances together.
 pub const DEFAULT_ACTIVE: usize = 4;
 
@@ -101,6 +104,8 @@ pub struct ChatConfig {
     pub queue_capacity: usize,
     /// Generations each model advances together.
     pub max_active: usize,
+    /// KV cache bytes each model may reserve for its generations together.
+    pub kv_budget_bytes: usize,
 }
 
 /// The loaded local chat models.
@@ -129,6 +134,7 @@ impl ChatModels {
                 threads: config.threads,
                 queue_capacity: config.queue_capacity,
                 max_active: config.max_active,
+                kv_budget_bytes: config.kv_budget_bytes,
             };
             models.push((*entry, Arc::new(LocalChatModel::start(&engine)?)));
         }
