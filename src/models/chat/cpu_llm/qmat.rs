@@ -494,14 +494,26 @@ impl QActs {
             .zip(self.q.chunks_exact_mut(BLOCK))
             .enumerate()
         {
-            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            // Written lane-wise so that it vectorises: a running `max` over the block, or the rounding cast
+            // straight to i8, compile to one scalar step per value (a tenth of prompt processing).
+            let mut lanes = [0f32; 8];
+            for chunk in xb.chunks_exact(8) {
+                for (m, v) in lanes.iter_mut().zip(chunk) {
+                    *m = m.max(v.abs());
+                }
+            }
+            let amax = lanes.iter().fold(0f32, |a, v| a.max(*v));
             let d = amax / I8_MAX;
             let id = if amax > 0.0 { I8_MAX / amax } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, v) in qb.iter_mut().zip(xb) {
-                *q = (v * id).round() as i8;
-                sum += i32::from(*q);
+            let mut wide = [0i32; BLOCK];
+            for (w, v) in wide.iter_mut().zip(xb) {
+                // Ties to even, as ggml's SIMD quantizers round: unlike `round`, it vectorises.
+                *w = (v * id).round_ties_even() as i32;
             }
+            for (q, w) in qb.iter_mut().zip(&wide) {
+                *q = *w as i8;
+            }
+            let sum: i32 = wide.iter().sum();
             self.d[k] = d;
             self.ds[k] = d * sum as f32;
         }
