@@ -53,7 +53,7 @@ pub const DEFAULT_ACTIVE: usize = 4;
 
 /// Default compute threads of each chat model: every core. docpipe's CPU forward pass does not spin-wait on
 /// descheduled threads (a rayon scope steals back work its helper has not started), so two threads on two cores
-/// keep decoding while files are ingested: SmolLM2 decoded 312-315 tok/s idle and 98-196 tok/s during the
+/// keep decoding while files are ingested: SmolLM2 decoded 275-315 tok/s idle and 89-231 tok/s during the
 /// ingestion of 30 PDFs with two threads, against 240-247 and 136-166 with one (`bench/mixed_load.sh`), and its
 /// prompt processing is 1.8x faster with two.
 pub fn default_threads() -> usize {
