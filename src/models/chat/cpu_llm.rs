@@ -375,10 +375,9 @@ impl Sequence {
             feed_forward_block(hp, layer, s, n);
         }
         self.len = pos + n;
-        let last = &s.x[(n - 1) * d..];
-        let mut normed = vec![0.0; d];
-        ops::rms_norm(last, &w.norm, hp.eps, &mut normed);
-        s.acts.quantize(&normed, 1, d);
+        let normed = &mut s.h[..d];
+        ops::rms_norm(&s.x[(n - 1) * d..], &w.norm, hp.eps, normed);
+        s.acts.quantize(normed, 1, d);
         let mut logits = Vec::new();
         par_matmul(&mut [(w.output(), &mut logits)], &s.acts);
         Ok(logits)
