@@ -11,24 +11,19 @@ BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/docpipe/bench}
 MODELS=${DOCPIPE_MODELS_DIR:-models}
 mkdir -p "$OUT"
 corpus=$(bash bench/corpus.sh)
+source bench/server.sh
 work=$(mktemp -d)
-data=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work" "$data" "$data.log"' EXIT
+trap 'stop_server; rm -rf "$work"' EXIT
 for f in $(ls "$corpus"/*.pdf | sort); do
   n=$(pdfinfo "$f" 2>/dev/null | awk '/^Pages:/ {print $2}')
   if [ "${n:-0}" -ge 10 ]; then src=$f; break; fi
 done
 pdfseparate -f 1 -l 10 "$src" "$work/p%02d.pdf"
 pdfunite "$work"/p*.pdf "$work/ten-pages.pdf"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
-pid=$!
-for _ in $(seq 600); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-python3 bench/chat_files.py --server "http://127.0.0.1:$port" --pdf "$work/ten-pages.pdf" \
+start_server
+python3 bench/chat_files.py --server "$base" --pdf "$work/ten-pages.pdf" \
   --source-name "$(basename "$src")" --out "$OUT/chat_files.json" --prompts "$work/prompts.json"
-kill $pid 2>/dev/null || true
-pid=
+stop_server
 if [ -x "$BENCH_CACHE/venv-llama/bin/python" ] && "$BENCH_CACHE/venv-llama/bin/python" -c 'import llama_cpp' 2>/dev/null; then
   "$BENCH_CACHE/venv-llama/bin/python" bench/peers/chat_files_llama.py --pdf "$work/ten-pages.pdf" \
     --prompts "$work/prompts.json" --models "$MODELS" --out "$OUT/chat_files_llama_cpp.json"

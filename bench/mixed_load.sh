@@ -8,14 +8,11 @@ BIN=${CARGO_TARGET_DIR:-target}/release/docpipe
 OUT=target/bench
 mkdir -p "$OUT"
 corpus=$(bash bench/corpus.sh)
+source bench/server.sh
 slice=$(mktemp -d)
-for f in $(ls "$corpus"/*.pdf | sort | sed -n 1,30p); do cp "$f" "$slice/"; done
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RATE_LIMIT_REQUESTS=0 DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>/dev/null &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$slice"' EXIT
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+corpus_slice "$slice" 30
+trap 'stop_server; rm -rf "$slice"' EXIT
+start_server RATE_LIMIT_REQUESTS=0
 chat() {
   python3 - "$port" <<'PY'
 import json, sys, time, urllib.request
@@ -30,7 +27,7 @@ PY
 }
 idle=$(chat)
 start=$(date +%s.%N)
-"$BIN" ingest --server "http://127.0.0.1:$port" "$slice" > /dev/null 2>&1 &
+"$BIN" ingest --server "$base" "$slice" > /dev/null 2>&1 &
 ingest=$!
 sleep 5
 busy1=$(chat)

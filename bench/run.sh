@@ -69,21 +69,18 @@ bash bench/chat.sh
 # Peak RSS of the server and chunks/s end to end (extract, chunk, embed, index) while it ingests a slice of
 # the corpus: the first $INGEST_FILES PDFs by name (embedding all 6,000+ pages takes about half an hour here).
 INGEST_FILES=${INGEST_FILES:-30}
+source bench/server.sh
 slice=$(mktemp -d)
-ls "$corpus"/*.pdf | sed -n "1,${INGEST_FILES}p" | xargs -I{} cp {} "$slice/"
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RATE_LIMIT_REQUESTS=0 DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.log" "$slice"' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+corpus_slice "$slice" "$INGEST_FILES"
+trap 'stop_server; rm -rf "$slice" "$slice.ingest"' EXIT
+start_server RATE_LIMIT_REQUESTS=0
 start=$(date +%s.%N)
-"$BIN" ingest --server "http://127.0.0.1:$port" "$slice" > "$data.ingest" || true
+"$BIN" ingest --server "$base" "$slice" > "$slice.ingest" || true
 end=$(date +%s.%N)
 hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-summary=$(tail -n +1 "$data.ingest" | grep -m1 'files:' || true)
+summary=$(grep -m1 'files:' "$slice.ingest" || true)
 pages=$(for f in "$slice"/*.pdf; do pdfinfo "$f" 2>/dev/null | awk '/^Pages:/ {print $2}'; done | paste -sd+ | bc)
-chunks=$(python3 - "http://127.0.0.1:$port" <<'PY'
+chunks=$(python3 - "$base" <<'PY'
 import json, sys, urllib.request
 base = sys.argv[1]
 files = json.load(urllib.request.urlopen(base + "/api/v1/files?limit=500"))["data"]
@@ -100,11 +97,10 @@ json.dump(r, open(out, "w"), indent=2)
 print(f"end-to-end ingestion of {summary} ({pages} pages, {chunks} chunks): {secs:.1f} s, "
       f"{r['chunks_per_s']:.1f} chunks/s, {r['pages_per_s']:.1f} pages/s; server peak RSS {r['peak_rss_mib']:.0f} MiB")
 PY
-rm -f "$data.ingest"
 
 # Retrieval quality (nDCG@10, recall@10) of bm25, vector and hybrid on questions over real manuals,
 # against the same server (bench/retrieval/README.md).
-python3 bench/retrieval/run.py --server "http://127.0.0.1:$port" --corpus "$corpus" --out "$OUT/retrieval.json" | tail -n 25
+python3 bench/retrieval/run.py --server "$base" --corpus "$corpus" --out "$OUT/retrieval.json" | tail -n 25
 
 # Chat while the server ingests: the thread defaults keep chat responsive on small machines.
 bash bench/mixed_load.sh

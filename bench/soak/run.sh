@@ -10,16 +10,12 @@ mkdir -p "$OUT"
 SOAK_SECONDS=${SOAK_SECONDS:-60}
 SOAK_CLIENTS=${SOAK_CLIENTS:-6}
 WRK_SECONDS=${WRK_SECONDS:-10}
-data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source bench/server.sh
 admin="soak-admin-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-DOCPIPE_ADMIN_KEY=$admin RATE_LIMIT_REQUESTS=1000000 DOCPIPE_DATA_DIR=$data DOCPIPE_PORT=$port \
-  DOCPIPE_HOST=127.0.0.1 LOG_LEVEL=warn "$BIN" serve 2>"$data.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+trap stop_server EXIT
+start_server DOCPIPE_ADMIN_KEY="$admin" RATE_LIMIT_REQUESTS=1000000
 
-python3 bench/soak/soak.py --server "http://127.0.0.1:$port" --pid "$pid" --admin-key "$admin" \
+python3 bench/soak/soak.py --server "$base" --pid "$pid" --admin-key "$admin" \
   --clients "$SOAK_CLIENTS" --seconds "$SOAK_SECONDS" --out "$OUT/soak.json" > /dev/null
 python3 - "$OUT/soak.json" <<'PY'
 import json, sys
@@ -34,7 +30,7 @@ print(f"  RSS MiB: before {m['before']}, after {m['after']}, peak {m['peak']}, "
 PY
 
 if command -v wrk >/dev/null; then
-  wrk -t2 -c64 -d"${WRK_SECONDS}s" --latency "http://127.0.0.1:$port/health" > "$OUT/wrk.txt"
+  wrk -t2 -c64 -d"${WRK_SECONDS}s" --latency "$base/health" > "$OUT/wrk.txt"
   python3 - "$OUT/wrk.txt" "$OUT/wrk.json" <<'PY'
 import json, re, sys
 text = open(sys.argv[1]).read()
