@@ -331,6 +331,8 @@ def main():
     print(f"embedded {len(pool)} chunks in {time.time() - t0:.1f}s ({truncated_chunks} truncated)",
           file=sys.stderr)
     text_of = {c["chunk_id"]: c["text"] for c, _ in pool}
+    vector_of = {c["chunk_id"]: v for c, v in pool}
+    cosine_diffs = []  # |server's cosine in vector mode - cosine of our vectors|, per returned chunk
 
     per_question = []
     latency = {name: 0.0 for name in [n for n, _, _ in CONFIGS] + [EXACT]}
@@ -339,6 +341,7 @@ def main():
         cls, overlap = query_class(q["question"], [text_of[c] for c in rel])
         row = {"id": q["id"], "question": q["question"], "file": q["file"], "class": cls,
                "overlap": overlap, "relevant_chunks": len(rel), "configs": {}}
+        vector_hits = []
         for name, mode, fusion in CONFIGS:
             body = {"query": q["question"], "top_k": K, "mode": mode, "filters": {"file_ids": all_ids}}
             if fusion is not None:
@@ -350,14 +353,19 @@ def main():
                 sys.exit(f"search failed ({name}, {q['id']}): HTTP {e.code} {e.read()[:500]!r}")
             latency[name] += time.time() - t
             row["configs"][name] = score(res, rel, fid, phrases)
+            if name == "vector":
+                vector_hits = res
         # Exact dense: the question embedded alone (as search embeds it), cosine = dot of unit vectors over every
         # chunk of the 10 files, ties broken by chunk id. Latency = the embeddings request + the scan here.
         t = time.time()
-        (qv,), _ = embed(args.server, [q["question"]])
+        (qv,), _ = embed(args.server, [q["question"].strip()])  # search trims the query
         ranked = sorted(((-dot(qv, v), c["chunk_id"], c) for c, v in pool), key=lambda x: (x[0], x[1]))
         latency[EXACT] += time.time() - t
         row["configs"][EXACT] = score([c for _, _, c in ranked], rel, fid, phrases)
         row["configs"][EXACT]["similarity@1"] = round(-ranked[0][0], 4)
+        for hit in vector_hits:
+            if (hit.get("scores") or {}).get("vector") is not None and hit["chunk_id"] in vector_of:
+                cosine_diffs.append(abs(hit["scores"]["vector"] - dot(qv, vector_of[hit["chunk_id"]])))
         per_question.append(row)
 
     n = len(evaluated)
@@ -375,6 +383,9 @@ def main():
         "mean_top10_overlap": round(sum(overlaps) / max(n, 1), 4),
         "identical_top10_order": sum(r["configs"]["vector"]["top"] == r["configs"][EXACT]["top"] for r in per_question),
         "questions": n,
+        # Same embeddings on both sides <=> these are at float rounding level (~1e-6).
+        "max_abs_cosine_diff": round(max(cosine_diffs), 7) if cosine_diffs else None,
+        "mean_abs_cosine_diff": round(sum(cosine_diffs) / len(cosine_diffs), 8) if cosine_diffs else None,
     }
     # Keep the ranked ids only for the baselines and the default (enough to diagnose), not for the sweep.
     for r in per_question:
@@ -471,7 +482,8 @@ def main():
               f"{c['mean_latency_ms']:>10.1f}{ci(c['ndcg_delta_vs_vector']):>28}"
               f"{ci(c[f'ndcg_delta_vs_{EXACT}']):>28}{mark}")
     print(f"vector vs exact_dense: mean top-10 overlap {vector_vs_exact['mean_top10_overlap']:.4f}, "
-          f"identical top 10 on {vector_vs_exact['identical_top10_order']}/{n} questions")
+          f"identical top 10 on {vector_vs_exact['identical_top10_order']}/{n} questions; "
+          f"max |cosine difference| of returned chunks {vector_vs_exact['max_abs_cosine_diff']}")
     d = deltas["vector_minus_exact_dense"]
     print(f"vector - exact_dense: {ci(d)} (wins {d['wins']}, losses {d['losses']})")
     d = deltas["hybrid_minus_max_bm25_exact_dense"]

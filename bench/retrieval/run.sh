@@ -2,7 +2,8 @@
 # Retrieval quality (bench/retrieval/README.md): a fresh server (own data folder, free port, no rate limit, no
 # chat models) gets the 10 manuals of questions.jsonl; run.py scores bm25, vector, hybrid, the fusion sweep and
 # exact dense search (every chunk embedded through /v1/embeddings, exact cosine) per query class and writes
-# target/bench/retrieval.json. Prints a short summary; run.py's full table goes to target/bench/retrieval.log.
+# target/bench/retrieval.json. Prints a short summary; run.py's full table and progress go to
+# target/bench/retrieval.log.
 # BIN overrides the server binary (default $CARGO_TARGET_DIR/release/docpipe or target/release/docpipe).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +16,7 @@ source bench/server.sh
 trap 'stop_server' EXIT
 start_server RATE_LIMIT_REQUESTS=0 DOCPIPE_CHAT_MODELS=none DOCPIPE_MODELS_DIR="$MODELS"
 python3 bench/retrieval/run.py --server "$base" --corpus "$corpus" --out "$OUT/retrieval.json" \
-  > "$OUT/retrieval.log" || { tail -n 30 "$OUT/retrieval.log" >&2; exit 1; }
+  > "$OUT/retrieval.log" 2>&1 || { tail -n 30 "$OUT/retrieval.log" >&2; exit 1; }
 stop_server
 python3 - "$OUT/retrieval.json" <<'PY'
 import json, sys
