@@ -19,7 +19,11 @@ use crate::router::{Router, RouterConfig};
 use crate::store::Store;
 
 mod chat;
-pub use chat::{Analysis, ChatFilesError, ChatTurn, FileChat, TierView, snippet};
+pub use chat::grounded;
+pub use chat::{
+    Analysis, ChatFilesError, ChatTurn, DEFAULT_WAIT, FileChat, MAX_WAIT, TierView, not_ready_message,
+    snippet,
+};
 
 /// Everything a request handler may use.
 #[derive(Clone)]

@@ -5,7 +5,7 @@ mod subtitles;
 
 use std::time::{Duration, Instant};
 
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, Object, OpenApi, ResponseContent};
@@ -182,8 +182,9 @@ impl AudioApi {
     /// Transcript of an uploaded audio file
     ///
     /// Audio uploads are transcribed by the pipeline; this returns the stored transcript with timed
-    /// segments. 409 while the file is still queued or processing (or when it failed), 422 for a file that
-    /// is not audio, 404 for an unknown id.
+    /// segments. A file still queued or processing is waited for (`wait_timeout` seconds, default 120, 0 to
+    /// not wait); after that 409 with `Retry-After` and its progress. 409 without `Retry-After` when it
+    /// failed, 422 for a file that is not audio, 404 for an unknown id.
     #[oai(
         path = "/api/v1/transcribe/:file_id",
         method = "post",
@@ -193,7 +194,27 @@ impl AudioApi {
         &self,
         caller: Caller,
         file_id: Path<String>,
+        /// Seconds to wait for a file still being transcribed (default 120, at most 600).
+        wait_timeout: Query<Option<f64>>,
     ) -> Result<Json<FileTranscriptDto>, ApiError> {
+        let wait = super::chat_wire::wait_of(wait_timeout.0)?;
+        let started = Instant::now();
+        let file = self
+            .app
+            .ingest
+            .wait_done(&caller.tenant, &file_id.0, wait)
+            .await?;
+        if !file.status.is_terminal() {
+            return Err(ApiError::not_ready(
+                crate::app::not_ready_message(
+                    &file.id,
+                    file.status.as_str(),
+                    Some(&file.progress),
+                    started.elapsed(),
+                ),
+                "file_id",
+            ));
+        }
         let t = self
             .app
             .ingest

@@ -228,12 +228,13 @@ async fn chat(
     app: &App,
     req: ChatCompletionRequest,
 ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
-    let auto = req.model.eq_ignore_ascii_case(crate::router::AUTO);
+    let model = app.chat_model_name(req.model.as_deref());
+    let auto = model == crate::router::AUTO;
     // With `auto` the router picks the backend below, after the messages are read.
     let backend = if auto {
         None
     } else {
-        Some(backend(app, &req.model)?)
+        Some(backend(app, &model)?)
     };
     if req.messages.is_empty() {
         return Err(bad("messages must not be empty", "messages"));
@@ -335,7 +336,7 @@ async fn complete(
     app: &App,
     req: CompletionRequest,
 ) -> Result<Reply<Completion, CompletionStreamEvent>, ApiError> {
-    let backend = backend(app, &req.model)?;
+    let model = app.chat_model_name(req.model.as_deref());
     let text = match req.prompt {
         serde_json::Value::String(s) => s,
         serde_json::Value::Array(items) if items.len() == 1 && items[0].is_string() => {
@@ -347,6 +348,11 @@ async fn complete(
                 "prompt",
             ));
         }
+    };
+    let backend = if model == crate::router::AUTO {
+        app.routed_backend(&text).map_err(super::chat_wire::chat_error)?
+    } else {
+        backend(app, &model)?
     };
     let prompt = Prompt::Text(text);
     let limit = max_tokens(

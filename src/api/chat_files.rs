@@ -16,9 +16,9 @@ use super::auth::Caller;
 use super::chat_types::CompletionUsage;
 use super::chat_wire::{ChatBody, RoutingDto, chat_error, turn_of};
 use super::error::ApiError;
+use crate::app::grounded::{Source, best_quote, cited_numbers, location_label};
 use crate::app::{App, FileChat, snippet};
 use crate::models::chat::{ChatError, FinishReason, GenerationEvent, GenerationStream, Usage};
-use crate::router::grounded::{Source, cited_numbers, location_label};
 
 /// Keep-alive comment interval of answer streams (prompt processing can take a while).
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -42,10 +42,26 @@ pub struct SourceDto {
     pub snippet: String,
     /// True when the answer cites this number.
     pub cited: bool,
+    /// The sentence, line or table row of the source that best matches the question and the answer: the
+    /// evidence to show, even when the answer is weak.
+    pub quote: Option<QuoteDto>,
 }
 
-fn sources_dto(sources: &[Source], answer: &str) -> Vec<SourceDto> {
+/// The evidence inside a source, with its place in the chunk's text.
+#[derive(Debug, Clone, Object)]
+pub struct QuoteDto {
+    /// The quoted text, verbatim from the chunk.
+    pub text: String,
+    /// Offset of its first character in the chunk's text (`GET /api/v1/files/{id}/chunks`), counted in
+    /// Unicode code points.
+    pub start: u32,
+    /// Offset just past its last character, in code points.
+    pub end: u32,
+}
+
+fn sources_dto(sources: &[Source], question: &str, answer: &str) -> Vec<SourceDto> {
     let cited = cited_numbers(answer);
+    let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     sources
         .iter()
         .map(|s| SourceDto {
@@ -57,6 +73,11 @@ fn sources_dto(sources: &[Source], answer: &str) -> Vec<SourceDto> {
             location: s.chunk.location.clone(),
             snippet: snippet(&s.chunk.text),
             cited: cited.contains(&s.number),
+            quote: best_quote(&s.chunk.text, question, answer).map(|q| QuoteDto {
+                text: q.text,
+                start: offset(q.start),
+                end: offset(q.end),
+            }),
         })
         .collect()
 }
@@ -231,6 +252,7 @@ struct Streaming {
     model: String,
     text: String,
     sources: Vec<Source>,
+    question: String,
     routing: RoutingDto,
     include_usage: bool,
     started: bool,
@@ -301,7 +323,7 @@ impl Streaming {
                     },
                     Some(finish_str(finish_reason)),
                 );
-                last.sources = Some(sources_dto(&self.sources, &self.text));
+                last.sources = Some(sources_dto(&self.sources, &self.question, &self.text));
                 last.routing = Some(self.routing.clone());
                 let mut events = vec![data(&last)];
                 if self.include_usage {
@@ -342,6 +364,7 @@ pub async fn reply(
     let FileChat {
         mut routed,
         decision,
+        question,
     } = chat;
     let routing = RoutingDto::of(&routed.tier, decision.as_ref(), &routed.failed);
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -354,6 +377,7 @@ pub async fn reply(
             model: routed.model,
             text: String::new(),
             sources: routed.extra,
+            question,
             routing,
             include_usage,
             started: false,
@@ -374,7 +398,7 @@ pub async fn reply(
         object: "chat.completion".into(),
         created,
         model,
-        sources: sources_dto(&routed.extra, &text),
+        sources: sources_dto(&routed.extra, &question, &text),
         choices: vec![AnswerChoice {
             index: 0,
             message: AnswerMessage {
@@ -413,9 +437,11 @@ impl ChatFilesApi {
     /// An OpenAI chat request plus `file_ids`. The most relevant chunks of those files (hybrid search scoped
     /// to them; all of their text when it fits the budget) become numbered sources in the prompt, the model
     /// answers citing them as `[n]`, and the response adds `sources` (number, file, location, snippet,
-    /// whether cited). `model` defaults to `auto` (the complexity router picks it; `routing` says how) and
-    /// `temperature` to 0. With `stream: true` the answer comes as `chat.completion.chunk` events and the last
-    /// chunk carries `sources`. A file still processing gives 409 with its status; an unknown file 404.
+    /// whether cited, and the `quote` that best matches the question). `model` defaults to `auto` (the
+    /// complexity router picks it; `routing` says how) and `temperature` to 0. With `stream: true` the answer
+    /// comes as `chat.completion.chunk` events and the last chunk carries `sources`. Files still queued or
+    /// processing are waited for (`wait_timeout`, default 120 s); after that 409 `file_not_ready` with
+    /// `Retry-After` and the file's progress; an unknown file 404.
     #[oai(path = "/api/v1/chat/multimodal", method = "post")]
     async fn multimodal(
         &self,

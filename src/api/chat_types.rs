@@ -29,10 +29,11 @@ pub struct StreamOptions {
 /// An OpenAI chat completion request.
 #[derive(Debug, Clone, Object)]
 pub struct ChatCompletionRequest {
-    /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`), or
-    /// `auto`: the complexity router picks the model (see `POST /api/v1/analyze-complexity`) and `model` in
-    /// the answer names the one that answered.
-    pub model: String,
+    /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`), an
+    /// alias listed there (`gpt-4o-mini`, ...), or `auto` (the default): the complexity router picks the model
+    /// (see `POST /api/v1/analyze-complexity`) and `model` in the answer names the one that answered.
+    /// Case-insensitive.
+    pub model: Option<String>,
     /// The conversation so far.
     pub messages: Vec<ChatMessageIn>,
     /// Most tokens to generate (default: what fits the window, at most 512). Prompt plus this must fit the
@@ -65,8 +66,9 @@ pub struct ChatCompletionRequest {
 /// An OpenAI (legacy) completion request.
 #[derive(Debug, Clone, Object)]
 pub struct CompletionRequest {
-    /// A chat model id from `GET /v1/models`.
-    pub model: String,
+    /// A chat model id from `GET /v1/models`, an alias listed there, or `auto` (the default: the router
+    /// picks by the prompt). Case-insensitive.
+    pub model: Option<String>,
     /// The text to continue (a string, or an array holding one string), tokenized as is.
     pub prompt: serde_json::Value,
     /// Most tokens to generate (default 16, as OpenAI).

@@ -20,11 +20,13 @@ const MAX_STOP: usize = 4;
 /// An OpenAI chat request plus the files to answer from.
 #[derive(Debug, Clone, Object)]
 pub struct ChatBody {
-    /// `auto` (default: the complexity router picks) or a chat model id from `GET /v1/models`.
+    /// `auto` (the default: the complexity router picks), a chat model id from `GET /v1/models` or an alias
+    /// listed there (`gpt-4o-mini`, ...); case-insensitive.
     pub model: Option<String>,
     /// The conversation; the last user message is the question.
     pub messages: Vec<ChatMessageIn>,
-    /// Ids of ready files to answer from (`/api/v1/upload` or `/v1/files`).
+    /// Ids of files to answer from (`/api/v1/upload` or `/v1/files`); files still processing are waited for
+    /// (see `wait_timeout`).
     #[oai(default)]
     pub file_ids: Vec<String>,
     /// Most tokens to generate (default 256).
@@ -49,6 +51,9 @@ pub struct ChatBody {
     pub stream_options: Option<Value>,
     /// `{"type": "text" | "json_object" | "json_schema"}`; a JSON format counts towards complexity.
     pub response_format: Option<Value>,
+    /// Seconds to wait for files in `file_ids` that are still queued or processing (default 120, at most
+    /// 600, 0 to not wait); after it the answer is 409 `file_not_ready` with `Retry-After`.
+    pub wait_timeout: Option<f64>,
 }
 
 impl ChatBody {
@@ -172,6 +177,7 @@ pub fn turn_of(body: ChatBody, file_chat: bool) -> Result<ChatTurn, ApiError> {
             ));
         }
     };
+    let wait = wait_of(body.wait_timeout)?;
     Ok(ChatTurn {
         model: body.model.unwrap_or_else(|| AUTO.into()),
         messages,
@@ -187,7 +193,25 @@ pub fn turn_of(body: ChatBody, file_chat: bool) -> Result<ChatTurn, ApiError> {
         },
         max_tokens_given: max.is_some(),
         format,
+        wait,
     })
+}
+
+/// The wait for unready files: `wait_timeout` seconds (0 to 600), 120 by default.
+pub fn wait_of(seconds: Option<f64>) -> Result<std::time::Duration, ApiError> {
+    let Some(s) = seconds else {
+        return Ok(crate::app::DEFAULT_WAIT);
+    };
+    if !s.is_finite() || s < 0.0 || s > crate::app::MAX_WAIT.as_secs_f64() {
+        return Err(bad(
+            format!(
+                "wait_timeout must be between 0 and {} seconds",
+                crate::app::MAX_WAIT.as_secs()
+            ),
+            "wait_timeout",
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(s))
 }
 
 /// A tier that failed before the one that answered.
@@ -240,6 +264,9 @@ pub fn chat_error(e: ChatFilesError) -> ApiError {
         ChatFilesError::BadRequest(m, param) => bad(m, param),
         ChatFilesError::FileNotFound(_) => {
             ApiError::with_param(ErrorCode::FileNotFound, message, Some("file_ids"))
+        }
+        ChatFilesError::FileNotReady { status, .. } if status != "failed" => {
+            ApiError::not_ready(message, "file_ids")
         }
         ChatFilesError::FileNotReady { .. } => {
             ApiError::with_param(ErrorCode::FileNotReady, message, Some("file_ids"))

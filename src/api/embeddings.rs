@@ -77,8 +77,11 @@ pub struct ModelObject {
     pub created: i64,
     /// Always `docpipe`.
     pub owned_by: String,
-    /// `embedding`, `chat` or `transcription`.
+    /// `embedding`, `chat`, `transcription`, `router` (`auto`: the complexity router picks a chat model) or
+    /// `alias` (a name that stands for another model, e.g. `gpt-4o-mini` for `auto`).
     pub kind: String,
+    /// For an alias: the id it stands for.
+    pub resolves_to: Option<String>,
     /// Context window in tokens.
     pub context_window: u32,
     /// Vector size, for embedding models.
@@ -123,7 +126,26 @@ impl App {
             kind: "embedding".into(),
             context_window: u32::try_from(MAX_TOKENS).unwrap_or(u32::MAX),
             dimensions: Some(u32::try_from(DIMENSIONS).unwrap_or(u32::MAX)),
+            resolves_to: None,
         }];
+        let chat_window = self
+            .chat
+            .infos()
+            .iter()
+            .map(|i| i.context_window)
+            .max()
+            .unwrap_or_default();
+        let window = |w: usize| u32::try_from(w).unwrap_or(u32::MAX);
+        list.push(ModelObject {
+            id: crate::router::AUTO.into(),
+            object: "model".into(),
+            created: self.started_unix,
+            owned_by: "docpipe".into(),
+            kind: "router".into(),
+            context_window: window(chat_window),
+            dimensions: None,
+            resolves_to: None,
+        });
         list.extend(self.chat.infos().into_iter().map(|info| ModelObject {
             id: info.id,
             object: "model".into(),
@@ -132,6 +154,7 @@ impl App {
             kind: "chat".into(),
             context_window: u32::try_from(info.context_window).unwrap_or(u32::MAX),
             dimensions: None,
+            resolves_to: None,
         }));
         list.push(ModelObject {
             id: crate::models::asr::MODEL_NAME.into(),
@@ -142,8 +165,38 @@ impl App {
             // Whisper's decoder window in tokens (it hears audio 30 s at a time).
             context_window: 448,
             dimensions: None,
+            resolves_to: None,
         });
+        let aliases = self.router().aliases();
+        let alias = |id: &String, target: &String, embedding: bool| ModelObject {
+            id: id.clone(),
+            object: "model".into(),
+            created: self.started_unix,
+            owned_by: "docpipe".into(),
+            kind: "alias".into(),
+            context_window: if embedding {
+                window(MAX_TOKENS)
+            } else {
+                window(chat_window)
+            },
+            dimensions: embedding.then(|| window(DIMENSIONS)),
+            resolves_to: Some(target.clone()),
+        };
+        list.extend(aliases.chat.iter().map(|(a, t)| alias(a, t, false)));
+        list.extend(aliases.embeddings.iter().map(|(a, t)| alias(a, t, true)));
         list
+    }
+
+    /// True when `name` names the embedding model: its id, its sentence-transformers name or an alias
+    /// (`[aliases.embeddings]`), case-insensitive.
+    fn is_embedding_model(&self, name: &str) -> bool {
+        MODEL_ALIASES.iter().any(|m| m.eq_ignore_ascii_case(name))
+            || self
+                .router()
+                .aliases()
+                .embeddings
+                .iter()
+                .any(|(a, t)| a.eq_ignore_ascii_case(name) && t.eq_ignore_ascii_case(MODEL_NAME))
     }
 }
 
@@ -166,7 +219,7 @@ impl EmbeddingsApi {
         body: Json<EmbeddingsRequest>,
     ) -> Result<Response<Json<EmbeddingsResponse>>, ApiError> {
         let req = body.0;
-        if !MODEL_ALIASES.contains(&req.model.as_str()) {
+        if !self.app.is_embedding_model(&req.model) {
             return Err(ApiError::with_param(
                 ErrorCode::ModelNotFound,
                 format!(
@@ -299,8 +352,8 @@ impl EmbeddingsApi {
             .model_list()
             .into_iter()
             .find(|m| {
-                m.id == model.0
-                    || (m.kind == "embedding" && MODEL_ALIASES.contains(&model.0.as_str()))
+                m.id.eq_ignore_ascii_case(&model.0)
+                    || (m.kind == "embedding" && self.app.is_embedding_model(&model.0))
                     || (m.kind == "chat"
                         && self
                             .app

@@ -145,9 +145,13 @@ pub enum ApiError {
     /// No such file (also for ids that belong to someone else), model or route.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// The file is not ready yet (still queued or processing) or failed.
+    /// The file is not ready yet (still queued or processing after the request's wait; `Retry-After` says
+    /// when to ask again) or failed (no `Retry-After`).
     #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
+    Conflict(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
     /// The upload or body is larger than the configured limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -177,7 +181,7 @@ impl ApiError {
             | ApiError::Unauthorized(b)
             | ApiError::Forbidden(b)
             | ApiError::NotFound(b)
-            | ApiError::Conflict(b)
+            | ApiError::Conflict(b, _)
             | ApiError::PayloadTooLarge(b)
             | ApiError::UnsupportedMediaType(b)
             | ApiError::Unprocessable(b)
@@ -206,13 +210,21 @@ impl ApiError {
             403 => ApiError::Forbidden(body),
             429 => ApiError::TooManyRequests(body, "1".to_owned()),
             404 => ApiError::NotFound(body),
-            409 => ApiError::Conflict(body),
+            409 => ApiError::Conflict(body, None),
             413 => ApiError::PayloadTooLarge(body),
             415 => ApiError::UnsupportedMediaType(body),
             422 => ApiError::Unprocessable(body),
             503 => ApiError::Unavailable(body, RETRY_AFTER_SECS.to_string()),
             _ => ApiError::Internal(body),
         }
+    }
+
+    /// A 409 for a file still being processed: `Retry-After` tells when to ask again.
+    pub fn not_ready(message: impl Into<String>, param: &str) -> ApiError {
+        ApiError::Conflict(
+            Json(ErrorBody::new(ErrorCode::FileNotReady, message, Some(param))),
+            Some(RETRY_AFTER_SECS.to_string()),
+        )
     }
 
     /// A 500 that logs the cause and tells the client only the request id.
@@ -279,6 +291,9 @@ impl From<FileOpError> for ApiError {
         match e {
             FileOpError::NotFound(_) => {
                 ApiError::with_param(ErrorCode::FileNotFound, message, Some("file_id"))
+            }
+            FileOpError::NotReady { status, .. } if status != "failed" => {
+                ApiError::not_ready(message, "file_id")
             }
             FileOpError::NotReady { .. } => {
                 ApiError::with_param(ErrorCode::FileNotReady, message, Some("file_id"))

@@ -142,6 +142,8 @@ pub struct ChatModelInfo {
     pub context_window: usize,
     /// Who serves it: `docpipe` for local models, the provider's name otherwise.
     pub owned_by: String,
+    /// Prompt tokens read per second, measured when a local model loads (`None` for remote providers).
+    pub prompt_tokens_per_sec: Option<u32>,
 }
 
 /// Why a generation could not start or did not finish.

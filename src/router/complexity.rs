@@ -166,6 +166,23 @@ impl TaskKind {
     }
 }
 
+/// Words of small talk: a message made only of these (and at most a few words) is chit-chat.
+const CHIT_CHAT: &[&str] = &[
+    "hi", "hello", "hey", "yo", "thanks", "thank", "you", "thx", "ok", "okay", "bye", "goodbye", "cool",
+    "great", "nice", "good", "morning", "afternoon", "evening", "cheers", "awesome", "perfect", "got", "it",
+    "sounds", "so", "much", "very", "lot", "a", "there", "all", "right", "alright", "yes", "no", "sure",
+];
+
+/// True for small talk ("thanks!", "hello there"), which needs no sources and no strong model.
+pub fn is_chit_chat(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
+    !words.is_empty() && words.len() <= 6 && words.iter().all(|w| CHIT_CHAT.contains(w))
+}
+
 /// Cue at a word start (so `rust` does not match `trust`, `vs` not `canvas`).
 fn has_cue(text: &str, cue: &str) -> bool {
     text.match_indices(cue).any(|(i, _)| {

@@ -63,11 +63,19 @@ impl TierConfig {
     }
 }
 
-/// How chat with files fills the prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// How chat with files fills the prompt and who answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct GroundingConfig {
-    /// Most tokens of sources in one prompt.
+    /// The tier that answers questions about attached files (`auto` only; chit-chat keeps its score's tier).
+    /// `None` routes grounded questions by score like any other.
+    pub tier: Option<String>,
+    /// Time to the first answer token the source budget aims at, in milliseconds: a tier gets as many source
+    /// tokens as its measured prompt speed reads in this time (minus the conversation's own tokens).
+    pub time_to_first_token_ms: u64,
+    /// Least tokens of sources in one prompt, whatever the speed (a slow machine still gets evidence).
+    pub min_context_tokens: usize,
+    /// Most tokens of sources in one prompt (further capped by the model's window minus the answer).
     pub max_context_tokens: usize,
     /// Most numbered sources.
     pub max_sources: usize,
@@ -78,11 +86,24 @@ pub struct GroundingConfig {
 impl Default for GroundingConfig {
     fn default() -> Self {
         GroundingConfig {
-            max_context_tokens: 512,
-            max_sources: 3,
+            tier: None,
+            time_to_first_token_ms: 1300,
+            min_context_tokens: 384,
+            max_context_tokens: 2048,
+            max_sources: 8,
             whole_file_tokens: 400,
         }
     }
+}
+
+/// The model names clients send that stand for one of ours (`gpt-4o-mini` for `auto`, say).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AliasConfig {
+    /// Chat model aliases: alias -> `auto` or a chat model id.
+    pub chat: std::collections::BTreeMap<String, String>,
+    /// Embedding model aliases: alias -> the embedding model id.
+    pub embeddings: std::collections::BTreeMap<String, String>,
 }
 
 /// The whole router configuration.
@@ -94,6 +115,9 @@ pub struct RouterConfig {
     /// Chat-with-files budget.
     #[serde(default)]
     pub grounding: GroundingConfig,
+    /// Model names that stand for ours.
+    #[serde(default)]
+    pub aliases: AliasConfig,
 }
 
 /// A configuration that cannot be used; names the file.
@@ -212,6 +236,19 @@ impl RouterConfig {
         if g.max_context_tokens == 0 || g.max_sources == 0 {
             return Err("grounding.max_context_tokens and max_sources must be > 0".into());
         }
+        if g.min_context_tokens > g.max_context_tokens {
+            return Err("grounding.min_context_tokens must be at most max_context_tokens".into());
+        }
+        if let Some(t) = &g.tier
+            && !self.tiers.iter().any(|x| &x.name == t)
+        {
+            return Err(format!("grounding.tier `{t}` is not a tier name"));
+        }
+        for (alias, target) in &self.aliases.chat {
+            if alias.trim().is_empty() || target.trim().is_empty() {
+                return Err("aliases.chat: empty alias or target".into());
+            }
+        }
         Ok(())
     }
 }
@@ -230,7 +267,12 @@ mod tests {
         assert_eq!(c.tiers.len(), 2);
         assert_eq!(c.tiers[0].name, "fast");
         assert!(c.tiers[0].takes(0.0) && c.tiers[1].takes(1.0));
-        assert_eq!(c.grounding, GroundingConfig::default());
+        assert_eq!(c.grounding.tier.as_deref(), Some("strong"));
+        assert_eq!(c.aliases.chat.get("gpt-4o-mini").map(String::as_str), Some("auto"));
+        assert_eq!(
+            c.aliases.embeddings.get("text-embedding-3-small").map(String::as_str),
+            Some("all-MiniLM-L6-v2")
+        );
     }
 
     #[test]

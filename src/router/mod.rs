@@ -9,7 +9,6 @@
 
 pub mod complexity;
 pub mod config;
-pub mod grounded;
 pub mod metrics;
 pub mod remote;
 
@@ -19,8 +18,8 @@ use crate::models::chat::{
     ChatError, ChatMessage, GenerationEvent, GenerationRequest, GenerationStream, Prompt, Role,
     SharedChatBackend,
 };
-pub use complexity::{Complexity, ComplexityInput, Level, OutputFormat, TaskKind};
-pub use config::{GroundingConfig, RouterConfig, RouterConfigError, TierConfig, TierKind};
+pub use complexity::{Complexity, ComplexityInput, Level, OutputFormat, TaskKind, is_chit_chat};
+pub use config::{AliasConfig, GroundingConfig, RouterConfig, RouterConfigError, TierConfig, TierKind};
 pub use metrics::{RouterMetrics, TierCounts};
 
 /// The model id that asks for routing.
@@ -126,6 +125,7 @@ pub struct Routed<T> {
 pub struct Router {
     tiers: Vec<Tier>,
     grounding: GroundingConfig,
+    aliases: AliasConfig,
     metrics: RouterMetrics,
 }
 
@@ -158,6 +158,7 @@ impl Router {
         Router {
             tiers,
             grounding: config.grounding,
+            aliases: config.aliases,
             metrics: RouterMetrics::default(),
         }
     }
@@ -168,8 +169,23 @@ impl Router {
     }
 
     /// The chat-with-files budget.
-    pub fn grounding(&self) -> GroundingConfig {
-        self.grounding
+    pub fn grounding(&self) -> &GroundingConfig {
+        &self.grounding
+    }
+
+    /// Model names that stand for ours.
+    pub fn aliases(&self) -> &AliasConfig {
+        &self.aliases
+    }
+
+    /// The tier that answers questions about files (`[grounding] tier`), when the request is one: files are
+    /// attached and the message is not chit-chat.
+    fn grounding_tier(&self, input: &ComplexityInput) -> Option<usize> {
+        if input.files.is_empty() || is_chit_chat(&input.last_user_message) {
+            return None;
+        }
+        let name = self.grounding.tier.as_deref()?;
+        self.tiers.iter().position(|t| t.config.name == name)
     }
 
     /// Decision counters.
@@ -204,7 +220,11 @@ impl Router {
         let complexity = complexity::analyse(input);
         let estimated_prompt_tokens = input.prompt_tokens + context_tokens_sent;
         let needed = estimated_prompt_tokens + completion_tokens;
-        let plan = plan(&self.tiers, complexity.score, needed);
+        let grounded = self.grounding_tier(input);
+        let plan = match grounded {
+            Some(i) => plan_at(&self.tiers, i, needed),
+            None => plan(&self.tiers, complexity.score, needed),
+        };
         let Some(&first) = plan.order.first() else {
             if self.tiers.iter().all(|t| t.backend.is_none()) {
                 return Err(RouteError::NoModel(
@@ -242,7 +262,21 @@ impl Router {
                 format!(" from {}", top.join(", "))
             }
         );
-        if first == plan.scored {
+        if let Some(g) = grounded {
+            reason.push_str(&format!(
+                "a question about attached files goes to tier `{}` (`[grounding] tier`: it answers facts from \
+                 sources best), whatever the score",
+                self.tiers[g].config.name
+            ));
+            if first != g {
+                let why = plan
+                    .skipped
+                    .iter()
+                    .find(|s| s.tier == self.tiers[g].config.name)
+                    .map_or("it is unavailable", |s| s.reason.as_str());
+                reason.push_str(&format!(", but {why}, so tier `{}`", tier.config.name));
+            }
+        } else if first == plan.scored {
             reason.push_str(&format!(
                 "tier `{}` takes scores {:.2}-{:.2}",
                 tier.config.name, tier.config.min_score, tier.config.max_score
@@ -419,6 +453,12 @@ pub fn plan(tiers: &[Tier], score: f32, needed: usize) -> Plan {
         .iter()
         .position(|t| t.config.takes(score))
         .unwrap_or(tiers.len().saturating_sub(1));
+    plan_at(tiers, scored, needed)
+}
+
+/// Orders the tiers starting from tier `scored`: it first unless unavailable or too small; then the later
+/// tiers that fit, then the earlier ones nearest first.
+pub fn plan_at(tiers: &[Tier], scored: usize, needed: usize) -> Plan {
     let mut skipped = Vec::new();
     let mut fits = vec![false; tiers.len()];
     for (i, t) in tiers.iter().enumerate() {

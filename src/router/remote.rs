@@ -54,6 +54,7 @@ impl RemoteBackend {
                 id: tier.model.clone(),
                 context_window: tier.context_window.unwrap_or_default(),
                 owned_by: format!("remote:{}", tier.name),
+                prompt_tokens_per_sec: None,
             },
             base_url: tier
                 .base_url

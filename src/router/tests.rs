@@ -65,6 +65,7 @@ fn tier(name: &str, min: f32, max: f32, window: Option<usize>, fail: bool) -> Ti
                     id: format!("{name}-model"),
                     context_window: w,
                     owned_by: "test".into(),
+                    prompt_tokens_per_sec: None,
                 },
                 fail,
             }) as SharedChatBackend
@@ -75,7 +76,11 @@ fn tier(name: &str, min: f32, max: f32, window: Option<usize>, fail: bool) -> Ti
 fn router(tiers: Vec<Tier>) -> Router {
     Router {
         tiers,
-        grounding: GroundingConfig::default(),
+        grounding: GroundingConfig {
+            tier: Some("strong".into()),
+            ..GroundingConfig::default()
+        },
+        aliases: AliasConfig::default(),
         metrics: RouterMetrics::default(),
     }
 }
@@ -134,6 +139,44 @@ fn decision_explains_itself() {
         r.decide(&input, 10_000, 64),
         Err(RouteError::NothingFits { .. })
     ));
+}
+
+#[test]
+fn questions_about_files_go_to_the_grounding_tier() {
+    let r = router(vec![
+        tier("fast", 0.0, 0.3, Some(2048), false),
+        tier("strong", 0.3, 1.0, Some(4096), false),
+    ]);
+    let ask = |msg: &str| ComplexityInput {
+        last_user_message: msg.into(),
+        prompt_tokens: 10,
+        files: vec![crate::types::Category::Text],
+        ..ComplexityInput::default()
+    };
+    // A short fact question scores low, yet goes to the grounding tier because it is about a file.
+    let d = r.decide(&ask("How many pears?"), 100, 64).expect("fits");
+    assert!(d.complexity.score < 0.3, "{}", d.complexity.score);
+    assert_eq!(d.plan.order[0], 1);
+    assert!(d.reason.contains("attached files goes to tier `strong`"), "{}", d.reason);
+    // Chit-chat with a file attached keeps its score's tier.
+    let chat = r.decide(&ask("thanks!"), 100, 64).expect("fits");
+    assert_eq!(chat.plan.order[0], 0);
+    // Without files the score decides.
+    let plain = ComplexityInput {
+        files: Vec::new(),
+        ..ask("How many pears?")
+    };
+    assert_eq!(r.decide(&plain, 0, 64).expect("fits").plan.order[0], 0);
+}
+
+#[test]
+fn chit_chat_is_small_talk_only() {
+    for t in ["thanks!", "Hello there", "ok, got it", "thank you so much"] {
+        assert!(is_chit_chat(t), "{t}");
+    }
+    for t in ["", "thanks, and what is the total?", "hello, how many pages does it have", "summarise it"] {
+        assert!(!is_chit_chat(t), "{t}");
+    }
 }
 
 fn request() -> GenerationRequest {

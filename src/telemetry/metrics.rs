@@ -29,6 +29,8 @@ pub const EMBEDDINGS: &str = "docpipe_embeddings_computed_total";
 pub const TOKENS_GENERATED: &str = "docpipe_tokens_generated_total";
 /// Router decisions by chosen tier.
 pub const ROUTER_DECISIONS: &str = "docpipe_router_decisions_total";
+/// Chat-with-files answers repaired before reaching the client, by what was wrong.
+pub const ANSWERS_REPAIRED: &str = "docpipe_answers_repaired_total";
 /// Seconds of audio transcribed.
 pub const AUDIO_SECONDS: &str = "docpipe_audio_transcribed_seconds_total";
 /// Requests refused by the rate limiter.
@@ -56,6 +58,7 @@ struct Metrics {
     embeddings: IntCounter,
     tokens: IntCounterVec,
     router: IntCounterVec,
+    repaired: IntCounterVec,
     audio: IntCounter,
     rate_limited: IntCounter,
     auth_failures: IntCounterVec,
@@ -138,6 +141,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Chat requests routed, by chosen tier.",
             &["tier"],
         ),
+        repaired: counter_vec(
+            ANSWERS_REPAIRED,
+            "Chat-with-files answers repaired before the client saw them, by problem (citations_only, empty, \
+             cut_citation, repeated_citations).",
+            &["problem"],
+        ),
         audio: counter(AUDIO_SECONDS, "Seconds of audio transcribed."),
         rate_limited: counter(RATE_LIMITED, "Requests refused by the rate limiter."),
         auth_failures: counter_vec(
@@ -191,6 +200,11 @@ pub fn chat_tokens_generated(model: &str, n: u64) {
 /// Records the tier the router chose for a request.
 pub fn router_decision(tier: &str) {
     METRICS.router.with_label_values(&[tier]).inc();
+}
+
+/// Records a repaired answer.
+pub fn answer_repaired(problem: &str) {
+    METRICS.repaired.with_label_values(&[problem]).inc();
 }
 
 /// Records seconds of audio transcribed.

@@ -187,7 +187,16 @@ async fn audio_uploads_become_timed_searchable_transcripts() {
     long.extend_from_slice(&[0u8; 16]);
     let (status, queued) = server.upload("harbor-copy.flac", long).await;
     assert_eq!(status, StatusCode::CREATED, "{queued}");
-    let (status, body) = transcribe_file(&server, queued["id"].as_str().expect("id")).await;
+    let id = queued["id"].as_str().expect("id");
+    // Without waiting: 409 with Retry-After and the file's state.
+    let resp = server
+        .http
+        .post(server.url(&format!("/api/v1/transcribe/{id}?wait_timeout=0")))
+        .send()
+        .await
+        .expect("transcribe");
+    assert!(resp.headers().contains_key("retry-after"), "{:?}", resp.headers());
+    let (status, body) = json_of(resp).await;
     assert_error(
         status,
         &body,
@@ -195,7 +204,14 @@ async fn audio_uploads_become_timed_searchable_transcripts() {
         "file_not_ready",
         "invalid_request_error",
         Some("file_id"),
-        "not ready",
+        "retry later",
+    );
+    // By default the request waits for the transcript and answers it.
+    let (status, body) = transcribe_file(&server, id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["transcription"].as_str().is_some_and(|t| !t.trim().is_empty()),
+        "{body}"
     );
 }
 

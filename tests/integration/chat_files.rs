@@ -15,7 +15,7 @@ fn small_budget_config() -> String {
     let shipped = include_str!("../../pipelines/router.toml");
     let tiers = shipped.split("[grounding]").next().expect("tiers");
     format!(
-        "{tiers}[grounding]\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n"
+        "{tiers}[grounding]\nmin_context_tokens = 200\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n"
     )
 }
 

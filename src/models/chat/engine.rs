@@ -41,6 +41,11 @@ pub const PREFILL_BATCH: usize = 512;
 const STREAM_EXTRA_EVENTS: usize = 2;
 /// The prompt of the warm-up generation run at load.
 const WARM_UP_PROMPT: &str = "Hello";
+/// A sentence repeated into the prompt whose reading is timed at load (the prompt speed the grounding budget
+/// follows): about 10 tokens.
+const SPEED_SENTENCE: &str = "The quick brown fox jumps over the lazy dog near the river bank. ";
+/// Repeats of it: about 250 tokens, one prefill batch.
+const SPEED_REPEATS: usize = 25;
 
 /// How to start one local model.
 #[derive(Debug, Clone)]
@@ -119,6 +124,23 @@ pub enum StartError {
     Thread(String),
 }
 
+/// Times one prefill of about 250 tokens on the loaded model (after the warm-up): its prompt tokens per
+/// second, at least 1.
+fn prompt_speed(model: &mut ChatModel) -> Result<u32, StartError> {
+    let text = SPEED_SENTENCE.repeat(SPEED_REPEATS);
+    let tokens = model
+        .tokenizer
+        .encode(&text)
+        .map_err(|e| StartError::WarmUp(e.to_string()))?;
+    let started = Instant::now();
+    model
+        .forward(&tokens, 0)
+        .map_err(|e| StartError::WarmUp(e.to_string()))?;
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    // Token counts and rates are far below u32::MAX; the cast saturates anyway.
+    Ok(((tokens.len() as f64 / secs) as u32).max(1))
+}
+
 impl LocalChatModel {
     /// Loads the model on a new engine thread, warms it up and returns once it can serve. Blocks for the load
     /// (seconds): call it at start-up or from `spawn_blocking`.
@@ -159,14 +181,16 @@ impl LocalChatModel {
                     model
                         .forward(&warm, 0)
                         .map_err(|e| StartError::WarmUp(e.to_string()))?;
-                    Ok::<_, StartError>((model, shared))
+                    let rate = prompt_speed(&mut model)?;
+                    Ok::<_, StartError>((model, shared, rate))
                 });
                 match loaded {
-                    Ok((model, shared)) => {
+                    Ok((model, shared, rate)) => {
                         let facts = (
                             model.context_window,
                             model.weight_bytes,
                             model.architecture.clone(),
+                            rate,
                         );
                         let _ = ready_tx.send(Ok((shared, facts)));
                         run_engine(model, &pool, &receiver, &id, limits);
@@ -177,7 +201,7 @@ impl LocalChatModel {
                 }
             })
             .map_err(|e| StartError::Thread(e.to_string()))?;
-        let (shared, (context_window, weight_bytes, architecture)) = match ready_rx.recv() {
+        let (shared, (context_window, weight_bytes, architecture, rate)) = match ready_rx.recv() {
             Ok(Ok(ready)) => ready,
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -193,10 +217,12 @@ impl LocalChatModel {
             id: config.id.clone(),
             context_window,
             owned_by: "docpipe".to_owned(),
+            prompt_tokens_per_sec: Some(rate),
         };
         tracing::info!(
             model = %info.id,
             context_window,
+            prompt_tokens_per_sec = rate,
             weight_mb = weight_bytes / (1 << 20),
             %architecture,
             threads = config.threads,

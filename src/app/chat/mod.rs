@@ -3,7 +3,12 @@
 //!
 //! Everything here awaits (store, search, the router's first event); nothing blocks the runtime.
 
+pub mod grounded;
+mod guard;
+mod retrieve;
+
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::app::App;
 use crate::index::service::{SearchError, SearchMode, SearchRequest, filter};
@@ -11,20 +16,25 @@ use crate::models::chat::{
     ChatError, ChatMessage, GenerationRequest, Prompt, SamplingParams, SharedChatBackend,
 };
 use crate::pipeline::FileOpError;
-use crate::router::grounded::{self, Candidate, Source};
 use crate::router::{
     AUTO, ComplexityInput, Decision, OutputFormat, RouteError, Router, Tier, TierCounts,
     last_user_text,
 };
 use crate::store::{StoreError, chunk_id};
 use crate::types::{FileRecord, FileStatus};
+use grounded::{Candidate, Family, Source, Style};
+use retrieve::{Cues, FileChunks};
 
 /// Most files in one request.
 pub const MAX_FILES: usize = 20;
 /// Most chunks read per file to size and ground the answer.
 const MAX_CHUNKS_PER_FILE: u32 = 5000;
-/// Candidates fetched from search per source wanted.
-const CANDIDATES_PER_SOURCE: usize = 3;
+/// Hits fetched from search.
+const SEARCH_HITS: usize = 12;
+/// Longest a request may wait for its files to be ready.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// How long a request waits for its files by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 /// Tokens kept free for the chat template around the sources.
 const TEMPLATE_MARGIN: usize = 48;
 /// Characters of a chunk given as its snippet.
@@ -45,6 +55,8 @@ pub struct ChatTurn {
     pub max_tokens_given: bool,
     /// Requested answer format.
     pub format: OutputFormat,
+    /// How long to wait for files still queued or processing.
+    pub wait: Duration,
 }
 
 /// Why a routed chat cannot be served.
@@ -56,13 +68,17 @@ pub enum ChatFilesError {
     /// No such file for this tenant.
     #[error("no file with id {0}")]
     FileNotFound(String),
-    /// The file is still being processed (or failed).
-    #[error("file {id} is {status}, not ready; retry when its status is ready")]
+    /// The file is still being processed after the wait (or failed).
+    #[error("{}", not_ready_message(id, status, progress.as_ref(), *waited))]
     FileNotReady {
         /// The file.
         id: String,
         /// Its status.
         status: &'static str,
+        /// How far its processing got.
+        progress: Option<crate::types::Progress>,
+        /// How long the request waited for it.
+        waited: Duration,
     },
     /// No such model.
     #[error("the model `{0}` does not exist; use `auto` or a model from GET /v1/models")]
@@ -85,7 +101,12 @@ impl From<FileOpError> for ChatFilesError {
     fn from(e: FileOpError) -> ChatFilesError {
         match e {
             FileOpError::NotFound(id) => ChatFilesError::FileNotFound(id),
-            FileOpError::NotReady { id, status } => ChatFilesError::FileNotReady { id, status },
+            FileOpError::NotReady { id, status } => ChatFilesError::FileNotReady {
+                id,
+                status,
+                progress: None,
+                waited: Duration::ZERO,
+            },
             FileOpError::Store(e) => ChatFilesError::Store(e),
         }
     }
@@ -125,10 +146,41 @@ pub struct Analysis {
 
 /// A started chat with files.
 pub struct FileChat {
-    /// The answer (see [`crate::router::Routed`]); `extra` holds the sources in the prompt.
+    /// The answer (see [`crate::router::Routed`]), through the answer guard; `extra` holds the sources in
+    /// the prompt.
     pub routed: crate::router::Routed<Vec<Source>>,
     /// The router's decision, for `auto`.
     pub decision: Option<Decision>,
+    /// The question answered (sources quote what best matches it).
+    pub question: String,
+}
+
+/// What a tier's prompt was built with: its sources and, for the answer guard, the plain prompt and model.
+struct Prepared {
+    sources: Vec<Source>,
+    plain: GenerationRequest,
+    backend: SharedChatBackend,
+}
+
+/// The message of a file that is not ready after the wait.
+pub fn not_ready_message(
+    id: &str,
+    status: &str,
+    progress: Option<&crate::types::Progress>,
+    waited: Duration,
+) -> String {
+    if status == FileStatus::Failed.as_str() {
+        return format!("file {id} failed to process; see GET /api/v1/files/{id} for its error");
+    }
+    let done = match progress {
+        Some(p) if p.total > 0 => format!(" ({} of {} {} done)", p.done, p.total, p.unit),
+        _ => String::new(),
+    };
+    format!(
+        "file {id} is not ready: still {status}{done} after waiting {} s; retry later (see Retry-After), or \
+         wait longer with `wait_timeout`",
+        waited.as_secs()
+    )
 }
 
 /// A ready file and its chunks, as candidates in document order, with their total tokens.
@@ -149,6 +201,48 @@ impl App {
         self.router.metrics().snapshot()
     }
 
+    /// The chat model a client's `model` stands for: `auto` (also when it is missing), an alias's target
+    /// (`[aliases.chat]` in the router configuration), or the name itself; case-insensitive.
+    pub fn chat_model_name(&self, name: Option<&str>) -> String {
+        let Some(n) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+            return AUTO.into();
+        };
+        let target = self
+            .router
+            .aliases()
+            .chat
+            .iter()
+            .find(|(alias, _)| alias.eq_ignore_ascii_case(n))
+            .map_or(n, |(_, t)| t.as_str());
+        if target.eq_ignore_ascii_case(AUTO) {
+            AUTO.into()
+        } else {
+            target.to_owned()
+        }
+    }
+
+    /// The local model `auto` picks for a raw text prompt (`/v1/completions`): the first tier of the
+    /// router's plan for it.
+    pub fn routed_backend(&self, text: &str) -> Result<SharedChatBackend, ChatFilesError> {
+        let turn = ChatTurn {
+            model: AUTO.into(),
+            messages: vec![ChatMessage {
+                role: crate::models::chat::Role::User,
+                content: text.to_owned(),
+            }],
+            file_ids: Vec::new(),
+            params: SamplingParams::default(),
+            max_tokens_given: false,
+            format: OutputFormat::Text,
+            wait: Duration::ZERO,
+        };
+        let decision = self.decide(&turn, &[])?;
+        let tier = &self.router.tiers()[decision.plan.order[0]];
+        tier.backend
+            .clone()
+            .ok_or_else(|| ChatFilesError::ModelNotFound(tier.config.model.clone()))
+    }
+
     /// Scores a request and names the tier that would answer, without generating.
     pub async fn analyze_complexity(
         &self,
@@ -156,7 +250,7 @@ impl App {
         turn: &ChatTurn,
     ) -> Result<Analysis, ChatFilesError> {
         check_turn(turn)?;
-        let files = self.file_texts(tenant, &turn.file_ids).await?;
+        let files = self.file_texts(tenant, &turn.file_ids, Duration::ZERO).await?;
         let file_context_tokens = files.iter().map(|f| f.tokens).sum();
         let decision = self.decide(turn, &files)?;
         let first = &self.router.tiers()[decision.plan.order[0]];
@@ -185,6 +279,7 @@ impl App {
             params,
             max_tokens_given,
             format,
+            wait: Duration::ZERO,
         };
         check_turn(&turn)?;
         let decision = self.decide(&turn, &[])?;
@@ -218,13 +313,15 @@ impl App {
                 "file_ids",
             ));
         }
-        let files = self.file_texts(tenant, &turn.file_ids).await?;
-        let (order, decision, named) = if turn.model.eq_ignore_ascii_case(AUTO) {
+        let files = self.file_texts(tenant, &turn.file_ids, turn.wait).await?;
+        let model = self.chat_model_name(Some(&turn.model));
+        let (order, decision, named) = if model == AUTO {
             let d = self.decide(&turn, &files)?;
             (d.plan.order.clone(), Some(d), None)
         } else {
-            (Vec::new(), None, Some(self.named_model(&turn.model)?))
+            (Vec::new(), None, Some(self.named_model(&model)?))
         };
+        let question = last_user_text(&turn.messages).to_owned();
         let candidates = self.candidates(tenant, &turn, files).await?;
         let grounding = self.router.grounding();
         let conversation_tokens = self.router.estimate_tokens(&turn.messages);
@@ -234,10 +331,13 @@ impl App {
                 .backend
                 .as_ref()
                 .expect("the router only offers tiers with a backend. This is a bug.");
-            let window = tier.window().unwrap_or_default();
-            let room = window
-                .saturating_sub(turn.params.max_tokens + conversation_tokens + TEMPLATE_MARGIN);
-            let budget = grounding.max_context_tokens.min(room);
+            let budget = source_budget(
+                grounding,
+                backend.info().prompt_tokens_per_sec,
+                tier.window().unwrap_or_default(),
+                turn.params.max_tokens,
+                conversation_tokens,
+            );
             let count = |s: &str| {
                 backend
                     .count_prompt_tokens(&Prompt::Text(s.to_owned()))
@@ -248,22 +348,55 @@ impl App {
                 Candidates::Ranked(_) => grounding.max_sources,
             };
             let (chosen, used) = grounded::select(candidates.list(), budget, limit, &count);
-            let g = grounded::build(&turn.messages, chosen, used);
-            tracing::info!(tier = %tier.config.name, sources = g.sources.len(), context_tokens = used, "grounded prompt");
+            let family = Family::of(&backend.info().id);
+            let plain = grounded::build(&turn.messages, chosen.clone(), used, family, Style::Plain);
+            let g = grounded::build(&turn.messages, chosen, used, family, Style::Cited);
+            tracing::info!(tier = %tier.config.name, sources = g.sources.len(), context_tokens = used, budget, "grounded prompt");
+            let request = |messages| GenerationRequest {
+                prompt: Prompt::Chat(messages),
+                params: turn.params.clone(),
+                span: span.clone(),
+            };
             Ok((
-                GenerationRequest {
-                    prompt: Prompt::Chat(g.messages),
-                    params: turn.params.clone(),
-                    span: span.clone(),
+                request(g.messages),
+                Prepared {
+                    sources: g.sources,
+                    plain: request(plain.messages),
+                    backend: backend.clone(),
                 },
-                g.sources,
             ))
         };
         let routed = match named {
             Some(backend) => self.router.generate_with(backend, build).await?,
             None => self.router.generate(&order, build).await?,
         };
-        Ok(FileChat { routed, decision })
+        let crate::router::Routed {
+            stream,
+            tier,
+            model,
+            extra,
+            failed,
+        } = routed;
+        let stream = guard::guard(
+            stream,
+            guard::Repair {
+                backend: extra.backend,
+                request: extra.plain,
+                sources: extra.sources.clone(),
+                question: question.clone(),
+            },
+        );
+        Ok(FileChat {
+            routed: crate::router::Routed {
+                stream,
+                tier,
+                model,
+                extra: extra.sources,
+                failed,
+            },
+            decision,
+            question,
+        })
     }
 
     /// Scores a turn and plans its tiers.
@@ -278,10 +411,12 @@ impl App {
             max_tokens: turn.max_tokens_given.then_some(turn.params.max_tokens),
             format: turn.format,
         };
+        // What the smallest budget puts in the prompt: enough to check the windows (the prompt is fitted to
+        // the answering tier's window when it is built).
         let sent = if files.is_empty() {
             0
         } else {
-            context_tokens.min(self.router.grounding().max_context_tokens) + TEMPLATE_MARGIN
+            context_tokens.min(self.router.grounding().min_context_tokens) + TEMPLATE_MARGIN
         };
         let decision = self.router.decide(&input, sent, turn.params.max_tokens)?;
         tracing::info!(
@@ -308,11 +443,13 @@ impl App {
             .ok_or_else(|| ChatFilesError::ModelNotFound(model.to_owned()))
     }
 
-    /// Each requested file (deduplicated, in order) with its chunks; 404/409 for unknown or unready files.
+    /// Each requested file (deduplicated, in order) with its chunks, waiting up to `wait` for files still
+    /// queued or processing; 404 for unknown files, 409 for files failed or still not ready after the wait.
     async fn file_texts(
         &self,
         tenant: &str,
         ids: &[String],
+        wait: Duration,
     ) -> Result<Vec<FileText>, ChatFilesError> {
         if ids.len() > MAX_FILES {
             return Err(ChatFilesError::BadRequest(
@@ -329,14 +466,22 @@ impl App {
         // Check every file's state before reading any text, so the error names the first bad file.
         let mut records = Vec::with_capacity(seen.len());
         for id in &seen {
-            let file = self.ingest.file(tenant, id).await?;
+            records.push(self.ingest.file(tenant, id).await?);
+        }
+        let started = tokio::time::Instant::now();
+        for file in &mut records {
+            if !file.status.is_terminal() {
+                let left = wait.saturating_sub(started.elapsed());
+                *file = self.ingest.wait_done(tenant, &file.id, left).await?;
+            }
             if file.status != FileStatus::Ready {
                 return Err(ChatFilesError::FileNotReady {
-                    id: id.clone(),
+                    id: file.id.clone(),
                     status: file.status.as_str(),
+                    progress: Some(file.progress.clone()),
+                    waited: started.elapsed(),
                 });
             }
-            records.push(file);
         }
         let mut out = Vec::with_capacity(records.len());
         for file in records {
@@ -364,8 +509,10 @@ impl App {
         Ok(out)
     }
 
-    /// The chunks that may become sources: every chunk when all files together fit the budget, else the
-    /// search's best chunks, where a small file's hit brings the whole (small) file along.
+    /// The chunks that may become sources: every chunk when all files together fit the smallest budget,
+    /// else the chunks the question points at by position or structure, the search's best chunks with the
+    /// best one's neighbours (a small file's hit brings the whole small file along), and, when the files fit
+    /// the largest budget, their other chunks last.
     async fn candidates(
         &self,
         tenant: &str,
@@ -374,7 +521,7 @@ impl App {
     ) -> Result<Candidates, ChatFilesError> {
         let g = self.router.grounding();
         let total: usize = files.iter().map(|f| f.tokens).sum();
-        if total <= g.max_context_tokens {
+        if total <= g.min_context_tokens {
             return Ok(Candidates::Whole(
                 files.into_iter().flat_map(|f| f.chunks).collect(),
             ));
@@ -385,32 +532,23 @@ impl App {
             .ingest
             .search()
             .search(SearchRequest {
-                query: Some(query),
+                query: Some(query.clone()),
                 query_vector: None,
-                top_k: g.max_sources * CANDIDATES_PER_SOURCE,
+                top_k: SEARCH_HITS,
                 mode: SearchMode::Hybrid,
                 similarity_threshold: None,
                 filter: filter(tenant, Some(ids), None, None, None),
                 fusion: crate::index::fusion::FusionConfig::default(),
             })
             .await?;
-        let mut out: Vec<Candidate> = Vec::new();
+        let mut ranked_hits: Vec<Candidate> = Vec::new();
         for hit in hits {
-            if out.iter().any(|c| c.chunk_id == hit.chunk_id) {
-                continue;
-            }
             let small = files
                 .iter()
                 .find(|f| f.file.id == hit.file.file_id && f.tokens <= g.whole_file_tokens);
             match small {
-                Some(f) => out.extend(
-                    f.chunks
-                        .iter()
-                        .filter(|c| !out.iter().any(|o| o.chunk_id == c.chunk_id))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                ),
-                None => out.push(Candidate {
+                Some(f) => ranked_hits.extend(f.chunks.iter().cloned()),
+                None => ranked_hits.push(Candidate {
                     chunk_id: hit.chunk_id,
                     file_id: hit.file.file_id,
                     filename: hit.file.filename,
@@ -419,8 +557,42 @@ impl App {
                 }),
             }
         }
-        Ok(Candidates::Ranked(out))
+        let views: Vec<FileChunks<'_>> = files
+            .iter()
+            .map(|f| FileChunks { chunks: &f.chunks })
+            .collect();
+        let structural = retrieve::structural(&Cues::of(&query), &views);
+        Ok(Candidates::Ranked(retrieve::rank(
+            structural,
+            ranked_hits,
+            &views,
+            total <= g.max_context_tokens,
+        )))
     }
+}
+
+/// Tokens of sources a tier gets: what its measured prompt speed reads in the time-to-first-token target
+/// (less the conversation), within the configured floor and cap and the room the window leaves after the
+/// conversation and the answer.
+fn source_budget(
+    g: &crate::router::GroundingConfig,
+    prompt_tokens_per_sec: Option<u32>,
+    window: usize,
+    max_tokens: usize,
+    conversation_tokens: usize,
+) -> usize {
+    let fixed = conversation_tokens + TEMPLATE_MARGIN;
+    let by_speed = prompt_tokens_per_sec.map_or(g.max_context_tokens, |rate| {
+        // Rates and targets are small; the product fits easily.
+        let readable = u64::from(rate) * g.time_to_first_token_ms / 1000;
+        usize::try_from(readable)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(fixed)
+    });
+    let room = window.saturating_sub(max_tokens + fixed);
+    by_speed
+        .clamp(g.min_context_tokens, g.max_context_tokens)
+        .min(room)
 }
 
 /// Source candidates and how they were found.
@@ -475,5 +647,25 @@ fn tier_view(t: &crate::router::Tier) -> TierView {
         context_window: t.window(),
         score_range: (t.config.min_score, t.config.max_score),
         cost_per_1k_tokens: t.config.cost_per_1k_tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::GroundingConfig;
+
+    #[test]
+    fn budget_follows_prompt_speed_within_floor_cap_and_window() {
+        let g = GroundingConfig::default();
+        // 530 tokens/s for 1.3 s is ~689 tokens, less the conversation and the template margin.
+        assert_eq!(source_budget(&g, Some(530), 32_768, 80, 40), 689 - 88);
+        // A fast model is capped, a slow one gets the floor.
+        assert_eq!(source_budget(&g, Some(5000), 32_768, 80, 40), g.max_context_tokens);
+        assert_eq!(source_budget(&g, Some(50), 32_768, 80, 40), g.min_context_tokens);
+        // Unknown speed (a remote provider): the cap.
+        assert_eq!(source_budget(&g, None, 32_768, 80, 40), g.max_context_tokens);
+        // The window always wins.
+        assert_eq!(source_budget(&g, Some(5000), 1024, 512, 40), 1024 - 512 - 88);
     }
 }

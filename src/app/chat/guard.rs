@@ -1,0 +1,363 @@
+//! The answer guard of chat with files: a grounded answer that is only citation markers (`[1] [1] [1]`),
+//! empty, or cut off mid-citation never reaches the client. It sits between the model's stream and the
+//! client's: it holds the start of the answer until it says something in words, holds a `[` until its
+//! marker closes, drops a marker that repeats the one just before it, and drops a marker cut off by
+//! `max_tokens`. An answer with no words at all is asked again with the plain (citation-free) prompt and the
+//! server cites the source that best matches it; when even that has no words, the answer quotes the best
+//! matching evidence. Every repair is counted in `docpipe_answers_repaired_total`.
+
+use crate::models::chat::{
+    ChatError, FinishReason, GenerationEvent, GenerationRequest, GenerationStream,
+    SharedChatBackend, Usage,
+};
+use crate::telemetry::metrics::answer_repaired;
+
+use super::grounded::{Quote, Source, best_quote, is_marker, strip_citations};
+
+/// Letters or digits (outside markers) an answer needs before its start is released to the client.
+const RELEASE_AFTER: usize = 6;
+/// Longest unclosed `[...` held back waiting for its `]`.
+const MAX_HELD_MARKER: usize = 16;
+/// Events buffered towards the client.
+const BUFFER: usize = 64;
+
+/// What the guard needs to repair an answer without words.
+pub struct Repair {
+    /// The model that answered.
+    pub backend: SharedChatBackend,
+    /// The same question with the plain prompt.
+    pub request: GenerationRequest,
+    /// The sources of the prompt.
+    pub sources: Vec<Source>,
+    /// The user's question.
+    pub question: String,
+}
+
+/// Wraps `inner` in the guard; the returned stream is what the client reads. Dropping it cancels `inner`.
+pub fn guard(inner: GenerationStream, repair: Repair) -> GenerationStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(BUFFER);
+    tokio::spawn(async move {
+        let task = run(inner, repair, &tx);
+        tokio::select! {
+            () = tx.closed() => {},
+            () = task => {},
+        }
+    });
+    rx
+}
+
+type Sender = tokio::sync::mpsc::Sender<Result<GenerationEvent, ChatError>>;
+
+async fn run(mut inner: GenerationStream, repair: Repair, tx: &Sender) {
+    let mut answer = Answer::default();
+    while let Some(event) = inner.recv().await {
+        match event {
+            Ok(GenerationEvent::Delta(d)) => {
+                let out = answer.push(&d);
+                if !out.is_empty() && tx.send(Ok(GenerationEvent::Delta(out))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(GenerationEvent::Done {
+                finish_reason,
+                usage,
+                model,
+            }) => {
+                let (out, problems) = answer.finish();
+                for p in &problems {
+                    answer_repaired(p);
+                }
+                if !out.is_empty() {
+                    let _ = tx.send(Ok(GenerationEvent::Delta(out))).await;
+                    let _ = tx
+                        .send(Ok(GenerationEvent::Done {
+                            finish_reason,
+                            usage,
+                            model,
+                        }))
+                        .await;
+                    return;
+                }
+                let problem = if answer.had_markers {
+                    "citations_only"
+                } else {
+                    "empty"
+                };
+                answer_repaired(problem);
+                tracing::info!(problem, "grounded answer had no words; asking again");
+                let (text, finish, retry_usage) = retry(repair.backend.clone(), repair.request).await;
+                let fixed = repaired_answer(&repair.sources, &repair.question, &text);
+                let _ = tx.send(Ok(GenerationEvent::Delta(fixed))).await;
+                let _ = tx
+                    .send(Ok(GenerationEvent::Done {
+                        finish_reason: finish.unwrap_or(finish_reason),
+                        usage: Usage {
+                            prompt_tokens: usage.prompt_tokens + retry_usage.prompt_tokens,
+                            completion_tokens: usage.completion_tokens
+                                + retry_usage.completion_tokens,
+                        },
+                        model,
+                    }))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the plain prompt to the end: its text, finish reason and usage (empty on failure: the repair then
+/// quotes the evidence).
+async fn retry(
+    backend: SharedChatBackend,
+    request: GenerationRequest,
+) -> (String, Option<FinishReason>, Usage) {
+    let mut text = String::new();
+    let Ok(mut stream) = backend.generate(request) else {
+        return (text, None, Usage::default());
+    };
+    while let Some(event) = stream.recv().await {
+        match event {
+            Ok(GenerationEvent::Delta(d)) => text.push_str(&d),
+            Ok(GenerationEvent::Done {
+                finish_reason,
+                usage,
+                ..
+            }) => return (text, Some(finish_reason), usage),
+            Err(e) => {
+                tracing::warn!(error = %e, "repair generation failed");
+                break;
+            }
+        }
+    }
+    (text, None, Usage::default())
+}
+
+/// The answer a client gets when the model's had no words: the retry's words citing the source that best
+/// matches them, or else the best matching evidence quoted.
+pub fn repaired_answer(sources: &[Source], question: &str, retry_text: &str) -> String {
+    let words = strip_citations(retry_text).trim().to_owned();
+    let best = |answer: &str| -> Option<(usize, Quote)> {
+        let mut best: Option<(usize, Quote, usize)> = None;
+        for s in sources {
+            if let Some((q, score)) = scored_quote(&s.chunk.text, question, answer)
+                && best.as_ref().is_none_or(|(_, _, b)| score > *b)
+            {
+                best = Some((s.number, q, score));
+            }
+        }
+        best.map(|(n, q, _)| (n, q))
+    };
+    if alnum(&words) >= RELEASE_AFTER.min(2) {
+        return match best(&words) {
+            Some((n, _)) => format!("{words} [{n}]"),
+            None => words,
+        };
+    }
+    match best("") {
+        Some((n, q)) => format!("The closest evidence in the sources is [{n}]: \"{}\"", q.text),
+        None => "I do not know: the sources do not contain the answer.".to_owned(),
+    }
+}
+
+/// The best quote of `text` with its match score.
+fn scored_quote(text: &str, question: &str, answer: &str) -> Option<(Quote, usize)> {
+    let q = best_quote(text, question, answer)?;
+    let score = super::grounded::quote_score(&q.text, question, answer);
+    Some((q, score))
+}
+
+fn alnum(s: &str) -> usize {
+    s.chars().filter(|c| c.is_alphanumeric()).count()
+}
+
+/// The answer as streamed so far.
+#[derive(Debug, Default)]
+struct Answer {
+    /// Released to the client.
+    emitted: String,
+    /// Received, not yet released.
+    held: String,
+    /// The answer contained a marker (for the repair's reason).
+    had_markers: bool,
+    /// A repeated marker was dropped.
+    deduped: bool,
+}
+
+impl Answer {
+    /// Takes the next piece; returns what may go to the client now.
+    fn push(&mut self, delta: &str) -> String {
+        self.held.push_str(delta);
+        if self.held.contains(']') {
+            self.had_markers = true;
+        }
+        if alnum(&strip_citations(&format!("{}{}", self.emitted, self.held))) < RELEASE_AFTER {
+            return String::new();
+        }
+        let cut = open_marker(&self.held)
+            .filter(|&i| self.held.len() - i <= MAX_HELD_MARKER)
+            .unwrap_or(self.held.len());
+        let piece: String = self.held.drain(..cut).collect();
+        self.release(&piece)
+    }
+
+    /// The end: what is left to release (empty when the answer had no words) and the problems fixed.
+    fn finish(&mut self) -> (String, Vec<&'static str>) {
+        let mut problems = Vec::new();
+        let mut rest = std::mem::take(&mut self.held);
+        if let Some(i) = open_marker(&rest) {
+            let tail = rest[i + 1..].trim();
+            let looks_cut = tail.is_empty()
+                || tail
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == ',' || c == ' ' || c.is_alphabetic())
+                    && tail.len() <= MAX_HELD_MARKER;
+            if looks_cut {
+                rest.truncate(i);
+                let trimmed = rest.trim_end().len();
+                rest.truncate(trimmed);
+                problems.push("cut_citation");
+            }
+        }
+        let whole = format!("{}{rest}", self.emitted);
+        if alnum(&strip_citations(&whole)) == 0 {
+            return (String::new(), problems);
+        }
+        let out = self.release(&rest);
+        if self.deduped {
+            problems.push("repeated_citations");
+        }
+        (out, problems)
+    }
+
+    /// Releases `piece` after the emitted text, without markers that repeat the one just before them.
+    fn release(&mut self, piece: &str) -> String {
+        let combined = dedupe_markers(&format!("{}{piece}", self.emitted));
+        let out = match combined.strip_prefix(self.emitted.as_str()) {
+            Some(rest) => rest.to_owned(),
+            None => piece.to_owned(),
+        };
+        if out.len() < piece.len() {
+            self.deduped = true;
+        }
+        self.emitted.push_str(&out);
+        out
+    }
+}
+
+/// Byte offset of a `[` not yet closed by a `]`.
+fn open_marker(s: &str) -> Option<usize> {
+    let i = s.rfind('[')?;
+    (!s[i..].contains(']')).then_some(i)
+}
+
+/// Drops every marker that repeats the marker just before it with only spaces or punctuation between.
+fn dedupe_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last: Option<(usize, String)> = None; // (end offset in `out`, inside)
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let before = &rest[..open];
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        let inside = after[..close].trim();
+        if !is_marker(inside) {
+            out.push_str(&rest[..open + 1]);
+            rest = after;
+            continue;
+        }
+        let repeats = last.as_ref().is_some_and(|(end, prev)| {
+            *end == out.len()
+                && prev == inside
+                && before.chars().all(|c| c.is_whitespace() || c == ',')
+        });
+        if !repeats {
+            out.push_str(before);
+            out.push('[');
+            out.push_str(&after[..close]);
+            out.push(']');
+            last = Some((out.len(), inside.to_owned()));
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(pieces: &[&str]) -> (String, Vec<&'static str>, Vec<String>) {
+        let mut a = Answer::default();
+        let mut deltas = Vec::new();
+        let mut all = String::new();
+        for p in pieces {
+            let out = a.push(p);
+            if !out.is_empty() {
+                deltas.push(out.clone());
+            }
+            all.push_str(&out);
+        }
+        let (out, problems) = a.finish();
+        all.push_str(&out);
+        (all, problems, deltas)
+    }
+
+    #[test]
+    fn a_good_answer_passes_unchanged() {
+        let (all, problems, deltas) = stream(&["The", " total", " is", " 7", " pears", " [", "1", "]."]);
+        assert_eq!(all, "The total is 7 pears [1].");
+        assert!(problems.is_empty());
+        // The start is held only until it has words.
+        assert_eq!(deltas[0], "The total");
+    }
+
+    #[test]
+    fn citations_only_has_no_words() {
+        let (all, _, deltas) = stream(&["[", "1", "]", " [1]", " [1]"]);
+        assert_eq!(all, "");
+        assert!(deltas.is_empty());
+        let mut a = Answer::default();
+        a.push("[1] [1]");
+        a.finish();
+        assert!(a.had_markers);
+    }
+
+    #[test]
+    fn repeats_and_cut_markers_are_dropped() {
+        let (all, problems, _) = stream(&["Pears: 7 [1] [1] [1]", " and plums [2] [", "2"]);
+        assert_eq!(all, "Pears: 7 [1] and plums [2]");
+        assert_eq!(problems, ["cut_citation", "repeated_citations"]);
+        // A bracket that is not a marker is released.
+        let (all, _, _) = stream(&["Use the option [draft] here"]);
+        assert_eq!(all, "Use the option [draft] here");
+    }
+
+    #[test]
+    fn repair_cites_the_best_source_or_quotes_it() {
+        use super::super::grounded::Candidate;
+        let src = |n: usize, text: &str| Source {
+            number: n,
+            chunk: Candidate {
+                chunk_id: format!("f#{n}"),
+                file_id: "f".into(),
+                filename: "f.txt".into(),
+                location: serde_json::Value::Null,
+                text: text.into(),
+            },
+        };
+        let sources = [src(1, "Apples: 3\nPlums: 2"), src(2, "Fruit.\nPears: 7")];
+        assert_eq!(
+            repaired_answer(&sources, "How many pears?", "There are 7 pears."),
+            "There are 7 pears. [2]"
+        );
+        assert_eq!(
+            repaired_answer(&sources, "How many pears?", "[1]"),
+            "The closest evidence in the sources is [2]: \"Pears: 7\""
+        );
+    }
+}

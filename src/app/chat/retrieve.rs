@@ -1,0 +1,321 @@
+//! Which chunks of the chosen files become candidate sources, best first: the chunks a question points at by
+//! position or structure (`page 3`, `slide 2`, `the first row`, `the last line`, a heading it names), then
+//! the search's hits with the neighbours of the best one, then (for files that fit the budget anyway) the
+//! rest in document order. Pure functions over the files' chunks.
+
+use crate::chunk::ChunkLocation;
+
+use super::grounded::Candidate;
+
+/// Chunks a question's position or structure cues may add, at most.
+const MAX_STRUCTURAL: usize = 3;
+/// Hits whose neighbours come right after the first hits.
+const NEIGHBOURS_OF: usize = 1;
+/// Hits placed before the neighbours of the best one.
+const HITS_BEFORE_NEIGHBOURS: usize = 2;
+
+/// Nouns that make `first`/`last` (or an ordinal) point at a place in a file.
+const PLACE_NOUNS: &[&str] = &[
+    "row", "rows", "record", "records", "entry", "entries", "line", "lines", "item", "items", "sample",
+    "samples", "value", "values", "page", "pages", "slide", "slides", "paragraph", "section", "sentence",
+    "table", "cell", "observation", "instance", "example", "part", "chapter", "step", "heading", "title",
+    "segment", "word", "words", "thing",
+];
+
+/// Ordinal words, from `first` (1).
+const ORDINALS: &[&str] = &[
+    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+];
+
+/// Where a question points.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cues {
+    /// Pages named (`page 3`, `the second page`).
+    pub pages: Vec<u32>,
+    /// Slides named.
+    pub slides: Vec<u32>,
+    /// Data rows or lines named by number (`row 4`, `the third row`), 1-based.
+    pub rows: Vec<u32>,
+    /// The start of the file (`the first row`, `at the beginning`).
+    pub first: bool,
+    /// The end of the file (`the last line`, `the final page`).
+    pub last: bool,
+    /// The question, lower-cased, for heading matches.
+    lower: String,
+}
+
+impl Cues {
+    /// Reads the cues of a question.
+    pub fn of(question: &str) -> Cues {
+        let lower = question.to_lowercase();
+        let words: Vec<&str> = lower
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let mut cues = Cues {
+            lower: lower.clone(),
+            ..Cues::default()
+        };
+        let near_noun = |i: usize| -> Option<&str> {
+            words
+                .iter()
+                .skip(i + 1)
+                .take(3)
+                .copied()
+                .find(|w| PLACE_NOUNS.contains(w))
+        };
+        for (i, w) in words.iter().enumerate() {
+            let number = words.get(i + 1).and_then(|n| n.parse::<u32>().ok());
+            match (*w, number) {
+                ("page" | "p", Some(n)) => cues.pages.push(n),
+                ("slide", Some(n)) => cues.slides.push(n),
+                ("row" | "line" | "record" | "entry", Some(n)) => cues.rows.push(n),
+                _ => {}
+            }
+            let last_word = matches!(*w, "last" | "final" | "bottom");
+            let ordinal = ORDINALS.iter().position(|o| o == w).map(|p| p as u32 + 1);
+            if let Some(noun) = near_noun(i) {
+                if last_word {
+                    cues.last = true;
+                }
+                if let Some(n) = ordinal {
+                    match noun {
+                        "page" | "pages" => cues.pages.push(n),
+                        "slide" | "slides" => cues.slides.push(n),
+                        _ if n == 1 => cues.first = true,
+                        _ => cues.rows.push(n),
+                    }
+                }
+            }
+        }
+        if lower.contains("at the beginning") || lower.contains("at the start") {
+            cues.first = true;
+        }
+        if lower.contains("at the end") {
+            cues.last = true;
+        }
+        cues
+    }
+
+    /// True when the question names a heading of this chunk (a heading of at least two words or five
+    /// letters, found whole in the question).
+    fn names_heading(&self, heading_path: &[String]) -> bool {
+        heading_path.iter().any(|h| {
+            let h = h.trim().to_lowercase();
+            let long_enough = h.split_whitespace().count() >= 2 || h.chars().count() >= 5;
+            long_enough && self.lower.contains(&h)
+        })
+    }
+}
+
+/// One file's chunks in document order.
+pub struct FileChunks<'a> {
+    /// The chunks.
+    pub chunks: &'a [Candidate],
+}
+
+/// The chunks the cues point at, in file then document order, at most [`MAX_STRUCTURAL`].
+pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut add = |c: &Candidate| {
+        if out.len() < MAX_STRUCTURAL && !out.iter().any(|o| o.chunk_id == c.chunk_id) {
+            out.push(c.clone());
+        }
+    };
+    for f in files {
+        for c in f.chunks {
+            let loc = serde_json::from_value::<ChunkLocation>(c.location.clone()).ok();
+            let hit = match &loc {
+                Some(ChunkLocation::Pages { from, to, .. }) => {
+                    cues.pages.iter().any(|p| (from..=to).contains(&p))
+                }
+                Some(ChunkLocation::Slides { from, to }) => {
+                    cues.slides.iter().any(|s| (from..=to).contains(&s))
+                }
+                Some(ChunkLocation::Cells { range, .. }) => rows_of(range).is_some_and(|(a, b)| {
+                    // Data row n is sheet row n + 1 under a header row; either reading may be meant.
+                    cues.rows.iter().any(|&r| (a..=b).contains(&r) || (a..=b).contains(&(r + 1)))
+                }),
+                Some(ChunkLocation::Lines { start, end }) => {
+                    cues.rows.iter().any(|r| (start..=end).contains(&r))
+                }
+                Some(ChunkLocation::Section { heading_path, .. }) => {
+                    cues.names_heading(heading_path)
+                }
+                Some(ChunkLocation::Time { .. } | ChunkLocation::Image) | None => false,
+            };
+            if hit {
+                add(c);
+            }
+        }
+        if cues.first {
+            for c in firsts(f.chunks) {
+                add(c);
+            }
+        }
+        if cues.last
+            && let Some(c) = f.chunks.last()
+        {
+            add(c);
+        }
+    }
+    out
+}
+
+/// The first chunk of a file, and of each of its sheets.
+fn firsts(chunks: &[Candidate]) -> Vec<&Candidate> {
+    let mut out: Vec<&Candidate> = Vec::new();
+    let mut sheets: Vec<String> = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let sheet = match serde_json::from_value::<ChunkLocation>(c.location.clone()) {
+            Ok(ChunkLocation::Cells { sheet, .. }) => Some(sheet),
+            _ => None,
+        };
+        match sheet {
+            Some(s) if !sheets.contains(&s) => {
+                sheets.push(s);
+                out.push(c);
+            }
+            None if i == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The rows of an A1 range (`A1:D9` -> 1..=9).
+fn rows_of(range: &str) -> Option<(u32, u32)> {
+    let row = |cell: &str| {
+        cell.trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '$')
+            .parse::<u32>()
+            .ok()
+    };
+    let (a, b) = range.split_once(':').unwrap_or((range, range));
+    Some((row(a)?, row(b)?))
+}
+
+/// The candidate list: structural chunks, the first hits, the best hit's neighbours, the other hits, and
+/// then (`rest` true) every other chunk in document order. No chunk twice.
+pub fn rank(
+    structural: Vec<Candidate>,
+    hits: Vec<Candidate>,
+    files: &[FileChunks<'_>],
+    rest: bool,
+) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let push = |c: Candidate, out: &mut Vec<Candidate>| {
+        if !out.iter().any(|o| o.chunk_id == c.chunk_id) {
+            out.push(c);
+        }
+    };
+    for c in structural {
+        push(c, &mut out);
+    }
+    let neighbours: Vec<Candidate> = hits
+        .iter()
+        .take(NEIGHBOURS_OF)
+        .flat_map(|h| neighbours_of(h, files))
+        .collect();
+    let mut hits = hits.into_iter();
+    for c in hits.by_ref().take(HITS_BEFORE_NEIGHBOURS) {
+        push(c, &mut out);
+    }
+    for c in neighbours {
+        push(c, &mut out);
+    }
+    for c in hits {
+        push(c, &mut out);
+    }
+    if rest {
+        for f in files {
+            for c in f.chunks {
+                push(c.clone(), &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The chunks right after and right before a hit in its file.
+fn neighbours_of(hit: &Candidate, files: &[FileChunks<'_>]) -> Vec<Candidate> {
+    for f in files {
+        if let Some(i) = f.chunks.iter().position(|c| c.chunk_id == hit.chunk_id) {
+            let mut out = Vec::new();
+            if let Some(next) = f.chunks.get(i + 1) {
+                out.push(next.clone());
+            }
+            if let Some(prev) = i.checked_sub(1).and_then(|p| f.chunks.get(p)) {
+                out.push(prev.clone());
+            }
+            return out;
+        }
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chunk(n: usize, location: serde_json::Value) -> Candidate {
+        Candidate {
+            chunk_id: format!("f#{n}"),
+            file_id: "f".into(),
+            filename: "f".into(),
+            location,
+            text: format!("chunk {n}"),
+        }
+    }
+
+    fn ids(c: &[Candidate]) -> Vec<&str> {
+        c.iter().map(|c| c.chunk_id.as_str()).collect()
+    }
+
+    #[test]
+    fn cues_of_questions() {
+        let c = Cues::of("What is the proline value of the first wine sample in the table?");
+        assert!(c.first && !c.last);
+        assert_eq!(Cues::of("What does page 3 say?").pages, [3]);
+        assert_eq!(Cues::of("Summarise the second slide").slides, [2]);
+        assert_eq!(Cues::of("What is in row 12?").rows, [12]);
+        assert_eq!(Cues::of("the third row of the sheet").rows, [3]);
+        assert!(Cues::of("What is on the last line?").last);
+        // `first` without a place noun is not a position.
+        let none = Cues::of("Who first described the method?");
+        assert!(!none.first && none.rows.is_empty());
+    }
+
+    #[test]
+    fn structure_points_at_chunks() {
+        let sheet = |n: usize, range: &str| chunk(n, json!({"type": "cells", "sheet": "S", "range": range}));
+        let rows = [sheet(0, "A1:N20"), sheet(1, "A21:N40"), sheet(2, "A41:N60")];
+        let files = [FileChunks { chunks: &rows }];
+        assert_eq!(ids(&structural(&Cues::of("the first sample's value"), &files)), ["f#0"]);
+        assert_eq!(ids(&structural(&Cues::of("the last row"), &files)), ["f#2"]);
+        assert_eq!(ids(&structural(&Cues::of("what is in row 25?"), &files)), ["f#1"]);
+        let pages = [
+            chunk(0, json!({"type": "pages", "from": 1, "to": 2, "ocr": false})),
+            chunk(1, json!({"type": "pages", "from": 3, "to": 3, "ocr": false})),
+        ];
+        let files = [FileChunks { chunks: &pages }];
+        assert_eq!(ids(&structural(&Cues::of("what is on page 3"), &files)), ["f#1"]);
+        let sections = [
+            chunk(0, json!({"type": "section", "heading_path": ["Intro"], "blocks": {"from": 1, "to": 2}})),
+            chunk(1, json!({"type": "section", "heading_path": ["Installation"], "blocks": {"from": 3, "to": 4}})),
+        ];
+        let files = [FileChunks { chunks: &sections }];
+        assert_eq!(ids(&structural(&Cues::of("What does the Installation section say?"), &files)), ["f#1"]);
+    }
+
+    #[test]
+    fn ranking_puts_neighbours_after_the_first_hits() {
+        let all: Vec<Candidate> = (0..6).map(|n| chunk(n, serde_json::Value::Null)).collect();
+        let files = [FileChunks { chunks: &all }];
+        let hits = vec![all[3].clone(), all[0].clone(), all[5].clone()];
+        let r = rank(vec![all[1].clone()], hits.clone(), &files, false);
+        assert_eq!(ids(&r), ["f#1", "f#3", "f#0", "f#4", "f#2", "f#5"]);
+        let r = rank(Vec::new(), hits, &files, true);
+        assert_eq!(ids(&r), ["f#3", "f#0", "f#4", "f#2", "f#5", "f#1"]);
+    }
+}
