@@ -93,15 +93,18 @@ def upload(server, path):
     return json.loads(out)
 
 
-def wait_ready(server, file_id, timeout):
+def wait_all(server, files, timeout):
+    """Polls every pending file in turn until each is ready or failed; records when each was first seen so."""
     t0 = time.monotonic()
-    while True:
-        f = get_json(f"{server}/api/v1/files/{file_id}")
-        if f.get("status") in ("ready", "failed"):
-            return f
-        if time.monotonic() - t0 > timeout:
-            return f
-        time.sleep(0.1)
+    pending = dict(files)
+    while pending:
+        for rel, info in list(pending.items()):
+            f = get_json(f"{server}/api/v1/files/{info['id']}")
+            if f.get("status") in ("ready", "failed") or time.monotonic() - t0 > timeout:
+                info.update(status=f.get("status"), format=f.get("format"), error=f.get("error"),
+                            upload_to_ready_s=time.monotonic() - info["t0"])
+                del pending[rel]
+        time.sleep(0.05)
 
 
 def all_chunks(server, file_id):
@@ -238,11 +241,9 @@ def main():
         t0 = time.monotonic()
         f = upload(server, os.path.join(REPO, rel))
         files[rel] = {"id": f["id"], "t0": t0}
+    wait_all(server, files, a.ready_timeout)
     for rel, info in files.items():
-        f = wait_ready(server, info["id"], a.ready_timeout)
-        info.update(status=f.get("status"), format=f.get("format"), error=f.get("error"),
-                    upload_to_ready_s=time.monotonic() - info["t0"])
-        if f.get("status") == "ready":
+        if info["status"] == "ready":
             info["chunks"] = all_chunks(server, info["id"])
             info["text"] = get_json(f"{server}/api/v1/files/{info['id']}/text")["text"]
         else:
