@@ -88,7 +88,7 @@ impl Default for GroundingConfig {
         GroundingConfig {
             tier: None,
             time_to_first_token_ms: 1300,
-            min_context_tokens: 384,
+            min_context_tokens: 512,
             max_context_tokens: 2048,
             max_sources: 8,
             whole_file_tokens: 400,

@@ -297,7 +297,7 @@ fn spans(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// The sentence (or line, or table row) of `text` sharing the most words with the question and the answer
-/// (the answer's words count double: they are the fact), ties to the earlier one; `None` for empty text.
+/// (the answer's own words count most: they are the fact), ties to the earlier one; `None` for empty text.
 pub fn best_quote(text: &str, question: &str, answer: &str) -> Option<Quote> {
     let q = quote_terms(question);
     let a = quote_terms(&strip_citations(answer));
@@ -327,10 +327,19 @@ pub fn quote_score(text: &str, question: &str, answer: &str) -> usize {
     )
 }
 
+/// Words of the question count 1; words only the answer has count 3 (they are the fact it found).
 fn overlap(text: &str, q: &[String], a: &[String]) -> usize {
     quote_terms(text)
         .iter()
-        .map(|w| usize::from(q.contains(w)) + 2 * usize::from(a.contains(w)))
+        .map(|w| {
+            if q.contains(w) {
+                1
+            } else if a.contains(w) {
+                3
+            } else {
+                0
+            }
+        })
         .sum()
 }
 
@@ -490,8 +499,8 @@ mod tests {
 
     #[test]
     fn quote_is_the_best_matching_sentence_with_offsets() {
-        let text = "Fruit stock.\nApples: 3\nPears: 7\nPlums: 2";
-        let q = best_quote(text, "How many pears are there?", "There are 7 pears [1].").expect("quote");
+        let text = "Inventory Table\nApples: 3\nPears: 7\nPlums: 2";
+        let q = best_quote(text, "How many pears are in the inventory table?", "The inventory table shows 7 pears [1].").expect("quote");
         assert_eq!(q.text, "Pears: 7");
         let chars: Vec<char> = text.chars().collect();
         assert_eq!(chars[q.start..q.end].iter().collect::<String>(), "Pears: 7");

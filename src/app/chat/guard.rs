@@ -67,8 +67,10 @@ async fn run(mut inner: GenerationStream, repair: Repair, tx: &Sender) {
                 for p in &problems {
                     answer_repaired(p);
                 }
-                if !out.is_empty() {
-                    let _ = tx.send(Ok(GenerationEvent::Delta(out))).await;
+                if let Some(out) = out {
+                    if !out.is_empty() {
+                        let _ = tx.send(Ok(GenerationEvent::Delta(out))).await;
+                    }
                     let _ = tx
                         .send(Ok(GenerationEvent::Done {
                             finish_reason,
@@ -204,8 +206,8 @@ impl Answer {
         self.release(&piece)
     }
 
-    /// The end: what is left to release (empty when the answer had no words) and the problems fixed.
-    fn finish(&mut self) -> (String, Vec<&'static str>) {
+    /// The end: what is left to release (`None` when the answer had no words) and the problems fixed.
+    fn finish(&mut self) -> (Option<String>, Vec<&'static str>) {
         let mut problems = Vec::new();
         let mut rest = std::mem::take(&mut self.held);
         if let Some(i) = open_marker(&rest) {
@@ -224,13 +226,13 @@ impl Answer {
         }
         let whole = format!("{}{rest}", self.emitted);
         if alnum(&strip_citations(&whole)) == 0 {
-            return (String::new(), problems);
+            return (None, problems);
         }
         let out = self.release(&rest);
         if self.deduped {
             problems.push("repeated_citations");
         }
-        (out, problems)
+        (Some(out), problems)
     }
 
     /// Releases `piece` after the emitted text, without markers that repeat the one just before them.
@@ -303,7 +305,7 @@ mod tests {
             all.push_str(&out);
         }
         let (out, problems) = a.finish();
-        all.push_str(&out);
+        all.push_str(&out.unwrap_or_default());
         (all, problems, deltas)
     }
 
@@ -312,6 +314,10 @@ mod tests {
         let (all, problems, deltas) = stream(&["The", " total", " is", " 7", " pears", " [", "1", "]."]);
         assert_eq!(all, "The total is 7 pears [1].");
         assert!(problems.is_empty());
+        // Everything released before the end is still an answer with words.
+        let mut a = Answer::default();
+        assert_eq!(a.push("Seven pears [1]."), "Seven pears [1].");
+        assert_eq!(a.finish().0.as_deref(), Some(""));
         // The start is held only until it has words.
         assert_eq!(deltas[0], "The total");
     }
@@ -323,7 +329,7 @@ mod tests {
         assert!(deltas.is_empty());
         let mut a = Answer::default();
         a.push("[1] [1]");
-        a.finish();
+        assert_eq!(a.finish().0, None);
         assert!(a.had_markers);
     }
 

@@ -1,7 +1,7 @@
-//! Which chunks of the chosen files become candidate sources, best first: the chunks a question points at by
-//! position or structure (`page 3`, `slide 2`, `the first row`, `the last line`, a heading it names), then
-//! the search's hits with the neighbours of the best one, then (for files that fit the budget anyway) the
-//! rest in document order. Pure functions over the files' chunks.
+//! Which chunks of the chosen files become candidate sources, best first: the search's best hit, the chunks
+//! a question points at by position or structure (`page 3`, `slide 2`, `the first row`, `row 12`, a heading
+//! it names), the next hit, the neighbours of the best one, the other hits, then (for files that fit the
+//! largest budget) the rest in document order. Pure functions over the files' chunks.
 
 use crate::chunk::ChunkLocation;
 
@@ -14,12 +14,11 @@ const NEIGHBOURS_OF: usize = 1;
 /// Hits placed before the neighbours of the best one.
 const HITS_BEFORE_NEIGHBOURS: usize = 2;
 
-/// Nouns that make `first`/`last` (or an ordinal) point at a place in a file.
+/// Nouns that make `first`/`last` (or an ordinal) point at a place in a file. Not `line`, `word` or
+/// `sentence`: "the last line of a paragraph" is about typesetting, not the end of the file.
 const PLACE_NOUNS: &[&str] = &[
-    "row", "rows", "record", "records", "entry", "entries", "line", "lines", "item", "items", "sample",
-    "samples", "value", "values", "page", "pages", "slide", "slides", "paragraph", "section", "sentence",
-    "table", "cell", "observation", "instance", "example", "part", "chapter", "step", "heading", "title",
-    "segment", "word", "words", "thing",
+    "row", "rows", "record", "records", "entry", "entries", "item", "items", "sample", "samples", "page",
+    "pages", "slide", "slides", "observation", "observations", "instance", "instances", "chapter",
 ];
 
 /// Ordinal words, from `first` (1).
@@ -36,9 +35,9 @@ pub struct Cues {
     pub slides: Vec<u32>,
     /// Data rows or lines named by number (`row 4`, `the third row`), 1-based.
     pub rows: Vec<u32>,
-    /// The start of the file (`the first row`, `at the beginning`).
+    /// The start of the file (`the first row`, `the first sample`).
     pub first: bool,
-    /// The end of the file (`the last line`, `the final page`).
+    /// The end of the file (`the last row`, `the final page`).
     pub last: bool,
     /// The question, lower-cased, for heading matches.
     lower: String,
@@ -87,12 +86,6 @@ impl Cues {
                     }
                 }
             }
-        }
-        if lower.contains("at the beginning") || lower.contains("at the start") {
-            cues.first = true;
-        }
-        if lower.contains("at the end") {
-            cues.last = true;
         }
         cues
     }
@@ -194,8 +187,9 @@ fn rows_of(range: &str) -> Option<(u32, u32)> {
     Some((row(a)?, row(b)?))
 }
 
-/// The candidate list: structural chunks, the first hits, the best hit's neighbours, the other hits, and
-/// then (`rest` true) every other chunk in document order. No chunk twice.
+/// The candidate list: the best hit, the structural chunks, the next hit, the best hit's neighbours, the
+/// other hits, and then (`rest` true) every other chunk in document order. No chunk twice. The best hit
+/// goes first because a cue can be wrong ("the first version of ..."), while search is rarely wrong twice.
 pub fn rank(
     structural: Vec<Candidate>,
     hits: Vec<Candidate>,
@@ -208,16 +202,19 @@ pub fn rank(
             out.push(c);
         }
     };
-    for c in structural {
-        push(c, &mut out);
-    }
     let neighbours: Vec<Candidate> = hits
         .iter()
         .take(NEIGHBOURS_OF)
         .flat_map(|h| neighbours_of(h, files))
         .collect();
     let mut hits = hits.into_iter();
-    for c in hits.by_ref().take(HITS_BEFORE_NEIGHBOURS) {
+    for c in hits.by_ref().take(1) {
+        push(c, &mut out);
+    }
+    for c in structural {
+        push(c, &mut out);
+    }
+    for c in hits.by_ref().take(HITS_BEFORE_NEIGHBOURS - 1) {
         push(c, &mut out);
     }
     for c in neighbours {
@@ -280,7 +277,8 @@ mod tests {
         assert_eq!(Cues::of("Summarise the second slide").slides, [2]);
         assert_eq!(Cues::of("What is in row 12?").rows, [12]);
         assert_eq!(Cues::of("the third row of the sheet").rows, [3]);
-        assert!(Cues::of("What is on the last line?").last);
+        assert!(Cues::of("What is in the last row?").last);
+        assert!(!Cues::of("the space at the end of a paragraph's last line").last);
         // `first` without a place noun is not a position.
         let none = Cues::of("Who first described the method?");
         assert!(!none.first && none.rows.is_empty());
@@ -314,7 +312,7 @@ mod tests {
         let files = [FileChunks { chunks: &all }];
         let hits = vec![all[3].clone(), all[0].clone(), all[5].clone()];
         let r = rank(vec![all[1].clone()], hits.clone(), &files, false);
-        assert_eq!(ids(&r), ["f#1", "f#3", "f#0", "f#4", "f#2", "f#5"]);
+        assert_eq!(ids(&r), ["f#3", "f#1", "f#0", "f#4", "f#2", "f#5"]);
         let r = rank(Vec::new(), hits, &files, true);
         assert_eq!(ids(&r), ["f#3", "f#0", "f#4", "f#2", "f#5", "f#1"]);
     }
