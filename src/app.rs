@@ -21,8 +21,8 @@ use crate::store::Store;
 mod chat;
 pub use chat::grounded;
 pub use chat::{
-    Analysis, ChatFilesError, ChatTurn, DEFAULT_WAIT, FileChat, MAX_WAIT, TierView, not_ready_message,
-    snippet,
+    Analysis, ChatFilesError, ChatTurn, DEFAULT_WAIT, FileChat, MAX_WAIT, TierView,
+    not_ready_message, snippet,
 };
 
 /// Everything a request handler may use.

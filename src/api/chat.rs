@@ -350,7 +350,8 @@ async fn complete(
         }
     };
     let backend = if model == crate::router::AUTO {
-        app.routed_backend(&text).map_err(super::chat_wire::chat_error)?
+        app.routed_backend(&text)
+            .map_err(super::chat_wire::chat_error)?
     } else {
         backend(app, &model)?
     };

@@ -222,7 +222,11 @@ impl ApiError {
     /// A 409 for a file still being processed: `Retry-After` tells when to ask again.
     pub fn not_ready(message: impl Into<String>, param: &str) -> ApiError {
         ApiError::Conflict(
-            Json(ErrorBody::new(ErrorCode::FileNotReady, message, Some(param))),
+            Json(ErrorBody::new(
+                ErrorCode::FileNotReady,
+                message,
+                Some(param),
+            )),
             Some(RETRY_AFTER_SECS.to_string()),
         )
     }

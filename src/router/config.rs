@@ -268,9 +268,15 @@ mod tests {
         assert_eq!(c.tiers[0].name, "fast");
         assert!(c.tiers[0].takes(0.0) && c.tiers[1].takes(1.0));
         assert_eq!(c.grounding.tier.as_deref(), Some("strong"));
-        assert_eq!(c.aliases.chat.get("gpt-4o-mini").map(String::as_str), Some("auto"));
         assert_eq!(
-            c.aliases.embeddings.get("text-embedding-3-small").map(String::as_str),
+            c.aliases.chat.get("gpt-4o-mini").map(String::as_str),
+            Some("auto")
+        );
+        assert_eq!(
+            c.aliases
+                .embeddings
+                .get("text-embedding-3-small")
+                .map(String::as_str),
             Some("all-MiniLM-L6-v2")
         );
     }

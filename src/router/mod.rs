@@ -19,7 +19,9 @@ use crate::models::chat::{
     SharedChatBackend,
 };
 pub use complexity::{Complexity, ComplexityInput, Level, OutputFormat, TaskKind, is_chit_chat};
-pub use config::{AliasConfig, GroundingConfig, RouterConfig, RouterConfigError, TierConfig, TierKind};
+pub use config::{
+    AliasConfig, GroundingConfig, RouterConfig, RouterConfigError, TierConfig, TierKind,
+};
 pub use metrics::{RouterMetrics, TierCounts};
 
 /// The model id that asks for routing.

@@ -157,7 +157,11 @@ fn questions_about_files_go_to_the_grounding_tier() {
     let d = r.decide(&ask("How many pears?"), 100, 64).expect("fits");
     assert!(d.complexity.score < 0.3, "{}", d.complexity.score);
     assert_eq!(d.plan.order[0], 1);
-    assert!(d.reason.contains("attached files goes to tier `strong`"), "{}", d.reason);
+    assert!(
+        d.reason.contains("attached files goes to tier `strong`"),
+        "{}",
+        d.reason
+    );
     // Chit-chat with a file attached keeps its score's tier.
     let chat = r.decide(&ask("thanks!"), 100, 64).expect("fits");
     assert_eq!(chat.plan.order[0], 0);
@@ -174,7 +178,12 @@ fn chit_chat_is_small_talk_only() {
     for t in ["thanks!", "Hello there", "ok, got it", "thank you so much"] {
         assert!(is_chit_chat(t), "{t}");
     }
-    for t in ["", "thanks, and what is the total?", "hello, how many pages does it have", "summarise it"] {
+    for t in [
+        "",
+        "thanks, and what is the total?",
+        "hello, how many pages does it have",
+        "summarise it",
+    ] {
         assert!(!is_chit_chat(t), "{t}");
     }
 }

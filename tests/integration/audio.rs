@@ -195,7 +195,11 @@ async fn audio_uploads_become_timed_searchable_transcripts() {
         .send()
         .await
         .expect("transcribe");
-    assert!(resp.headers().contains_key("retry-after"), "{:?}", resp.headers());
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "{:?}",
+        resp.headers()
+    );
     let (status, body) = json_of(resp).await;
     assert_error(
         status,
@@ -210,7 +214,9 @@ async fn audio_uploads_become_timed_searchable_transcripts() {
     let (status, body) = transcribe_file(&server, id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
-        body["transcription"].as_str().is_some_and(|t| !t.trim().is_empty()),
+        body["transcription"]
+            .as_str()
+            .is_some_and(|t| !t.trim().is_empty()),
         "{body}"
     );
 }

@@ -73,7 +73,9 @@ fn reminder(family: Family, style: Style) -> Option<&'static str> {
         (Family::Qwen, Style::Cited) => {
             Some("Answer in a full sentence with the fact in words, then cite it like [1].")
         }
-        (Family::SmolLm, Style::Cited) => Some("Answer in one sentence and cite the source like [1]."),
+        (Family::SmolLm, Style::Cited) => {
+            Some("Answer in one sentence and cite the source like [1].")
+        }
         (Family::Generic, Style::Cited) | (_, Style::Plain) => None,
     }
 }
@@ -248,10 +250,11 @@ pub struct Quote {
 
 /// Words too common to show which sentence answers.
 const QUOTE_STOPWORDS: &[&str] = &[
-    "a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "is", "are", "was", "were", "be",
-    "it", "its", "this", "that", "what", "which", "who", "whom", "when", "where", "why", "how", "do", "does",
-    "did", "i", "you", "my", "me", "we", "with", "by", "from", "as", "can", "there", "their", "has", "have",
-    "about", "tell", "please", "file", "document", "say", "says", "said",
+    "a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "is", "are", "was", "were",
+    "be", "it", "its", "this", "that", "what", "which", "who", "whom", "when", "where", "why",
+    "how", "do", "does", "did", "i", "you", "my", "me", "we", "with", "by", "from", "as", "can",
+    "there", "their", "has", "have", "about", "tell", "please", "file", "document", "say", "says",
+    "said",
 ];
 
 fn quote_terms(text: &str) -> Vec<String> {
@@ -489,31 +492,69 @@ mod tests {
             role: Role::User,
             content: "How long is it?".into(),
         }];
-        let qwen = build(&convo, vec![cand("a", "It is 9 m.", json!(null))], 5, Family::Qwen, Style::Cited);
-        assert!(qwen.messages[0].content.contains("for example: The bridge is 120 metres long [2]."));
-        assert!(qwen.messages[1].content.ends_with("then cite it like [1]."), "{}", qwen.messages[1].content);
-        let plain = build(&convo, vec![cand("a", "It is 9 m.", json!(null))], 5, Family::Qwen, Style::Plain);
+        let qwen = build(
+            &convo,
+            vec![cand("a", "It is 9 m.", json!(null))],
+            5,
+            Family::Qwen,
+            Style::Cited,
+        );
+        assert!(
+            qwen.messages[0]
+                .content
+                .contains("for example: The bridge is 120 metres long [2].")
+        );
+        assert!(
+            qwen.messages[1].content.ends_with("then cite it like [1]."),
+            "{}",
+            qwen.messages[1].content
+        );
+        let plain = build(
+            &convo,
+            vec![cand("a", "It is 9 m.", json!(null))],
+            5,
+            Family::Qwen,
+            Style::Plain,
+        );
         assert!(!plain.messages[0].content.contains("square brackets"));
-        assert!(plain.messages[1].content.ends_with("Question: How long is it?"));
+        assert!(
+            plain.messages[1]
+                .content
+                .ends_with("Question: How long is it?")
+        );
     }
 
     #[test]
     fn quote_is_the_best_matching_sentence_with_offsets() {
         let text = "Inventory Table\nApples: 3\nPears: 7\nPlums: 2";
-        let q = best_quote(text, "How many pears are in the inventory table?", "The inventory table shows 7 pears [1].").expect("quote");
+        let q = best_quote(
+            text,
+            "How many pears are in the inventory table?",
+            "The inventory table shows 7 pears [1].",
+        )
+        .expect("quote");
         assert_eq!(q.text, "Pears: 7");
         let chars: Vec<char> = text.chars().collect();
         assert_eq!(chars[q.start..q.end].iter().collect::<String>(), "Pears: 7");
         let t = "Ünïcode first. The key is blue! Then more.";
         let q = best_quote(t, "what colour is the key", "").expect("quote");
         assert_eq!(q.text, "The key is blue!");
-        assert_eq!(t.chars().skip(q.start).take(q.end - q.start).collect::<String>(), q.text);
+        assert_eq!(
+            t.chars()
+                .skip(q.start)
+                .take(q.end - q.start)
+                .collect::<String>(),
+            q.text
+        );
         assert!(best_quote("  ", "x", "y").is_none());
     }
 
     #[test]
     fn markers_are_stripped() {
-        assert_eq!(strip_citations("It is 7 [1] [2, 3]. See [a]."), "It is 7  . See [a].");
+        assert_eq!(
+            strip_citations("It is 7 [1] [2, 3]. See [a]."),
+            "It is 7  . See [a]."
+        );
         assert!(is_marker("1, 2") && is_marker("Source 3") && !is_marker("a") && !is_marker(""));
     }
 

@@ -12,7 +12,7 @@ use crate::models::chat::{
 };
 use crate::telemetry::metrics::answer_repaired;
 
-use super::grounded::{Quote, Source, best_quote, is_marker, strip_citations};
+use super::grounded::{Quote, Source, best_quote, cited_numbers, is_marker, strip_citations};
 
 /// Letters or digits (outside markers) an answer needs before its start is released to the client.
 const RELEASE_AFTER: usize = 6;
@@ -49,7 +49,7 @@ pub fn guard(inner: GenerationStream, repair: Repair) -> GenerationStream {
 type Sender = tokio::sync::mpsc::Sender<Result<GenerationEvent, ChatError>>;
 
 async fn run(mut inner: GenerationStream, repair: Repair, tx: &Sender) {
-    let mut answer = Answer::default();
+    let mut answer = Answer::new(repair.sources.len());
     while let Some(event) = inner.recv().await {
         match event {
             Ok(GenerationEvent::Delta(d)) => {
@@ -87,7 +87,8 @@ async fn run(mut inner: GenerationStream, repair: Repair, tx: &Sender) {
                 };
                 answer_repaired(problem);
                 tracing::info!(problem, "grounded answer had no words; asking again");
-                let (text, finish, retry_usage) = retry(repair.backend.clone(), repair.request).await;
+                let (text, finish, retry_usage) =
+                    retry(repair.backend.clone(), repair.request).await;
                 let fixed = repaired_answer(&repair.sources, &repair.question, &text);
                 let _ = tx.send(Ok(GenerationEvent::Delta(fixed))).await;
                 let _ = tx
@@ -160,7 +161,10 @@ pub fn repaired_answer(sources: &[Source], question: &str, retry_text: &str) -> 
         };
     }
     match best("") {
-        Some((n, q)) => format!("The closest evidence in the sources is [{n}]: \"{}\"", q.text),
+        Some((n, q)) => format!(
+            "The closest evidence in the sources is [{n}]: \"{}\"",
+            q.text
+        ),
         None => "I do not know: the sources do not contain the answer.".to_owned(),
     }
 }
@@ -176,32 +180,59 @@ fn alnum(s: &str) -> usize {
     s.chars().filter(|c| c.is_alphanumeric()).count()
 }
 
+/// Longest echo of a source header (`[1] (report.pdf, page 2)`) dropped from the start of an answer.
+const MAX_ECHO: usize = 200;
+
 /// The answer as streamed so far.
 #[derive(Debug, Default)]
 struct Answer {
+    /// Sources in the prompt: a marker citing a higher number cites nothing and is dropped.
+    sources: usize,
     /// Released to the client.
     emitted: String,
     /// Received, not yet released.
     held: String,
     /// The answer contained a marker (for the repair's reason).
     had_markers: bool,
-    /// A repeated marker was dropped.
+    /// A repeated marker, or one citing no source, was dropped.
     deduped: bool,
+    /// The answer began by repeating a source's header.
+    echoed: bool,
 }
 
 impl Answer {
+    fn new(sources: usize) -> Answer {
+        Answer {
+            sources,
+            ..Answer::default()
+        }
+    }
+
     /// Takes the next piece; returns what may go to the client now.
     fn push(&mut self, delta: &str) -> String {
         self.held.push_str(delta);
         if self.held.contains(']') {
             self.had_markers = true;
         }
+        if self.emitted.is_empty() {
+            match strip_header_echoes(&self.held) {
+                Echo::Open => return String::new(),
+                Echo::Stripped(rest) => {
+                    if rest.len() < self.held.len() {
+                        self.echoed = true;
+                    }
+                    self.held = rest;
+                }
+            }
+        }
         if alnum(&strip_citations(&format!("{}{}", self.emitted, self.held))) < RELEASE_AFTER {
             return String::new();
         }
+        // An open marker is held with the spaces before it, so a marker cut off at the end leaves no
+        // trailing space behind.
         let cut = open_marker(&self.held)
             .filter(|&i| self.held.len() - i <= MAX_HELD_MARKER)
-            .unwrap_or(self.held.len());
+            .map_or(self.held.len(), |i| self.held[..i].trim_end().len());
         let piece: String = self.held.drain(..cut).collect();
         self.release(&piece)
     }
@@ -210,6 +241,15 @@ impl Answer {
     fn finish(&mut self) -> (Option<String>, Vec<&'static str>) {
         let mut problems = Vec::new();
         let mut rest = std::mem::take(&mut self.held);
+        if self.emitted.is_empty()
+            && let Echo::Stripped(r) = strip_header_echoes(&rest)
+        {
+            self.echoed |= r.len() < rest.len();
+            rest = r;
+        }
+        if self.echoed {
+            problems.push("echoed_source_header");
+        }
         if let Some(i) = open_marker(&rest) {
             let tail = rest[i + 1..].trim();
             let looks_cut = tail.is_empty()
@@ -237,7 +277,7 @@ impl Answer {
 
     /// Releases `piece` after the emitted text, without markers that repeat the one just before them.
     fn release(&mut self, piece: &str) -> String {
-        let combined = dedupe_markers(&format!("{}{piece}", self.emitted));
+        let combined = dedupe_markers(&format!("{}{piece}", self.emitted), self.sources);
         let out = match combined.strip_prefix(self.emitted.as_str()) {
             Some(rest) => rest.to_owned(),
             None => piece.to_owned(),
@@ -256,8 +296,49 @@ fn open_marker(s: &str) -> Option<usize> {
     (!s[i..].contains(']')).then_some(i)
 }
 
-/// Drops every marker that repeats the marker just before it with only spaces or punctuation between.
-fn dedupe_markers(text: &str) -> String {
+/// The start of an answer without the source headers it repeats (`[1] (report.pdf, pages 1-3) ...`), or
+/// `Open` while such a header may still be arriving.
+enum Echo {
+    Open,
+    Stripped(String),
+}
+
+fn strip_header_echoes(text: &str) -> Echo {
+    let mut rest = text.trim_start();
+    loop {
+        let Some(after) = rest.strip_prefix('[') else {
+            break;
+        };
+        let Some(close) = after.find(']') else {
+            return if after.len() <= MAX_HELD_MARKER {
+                Echo::Open
+            } else {
+                Echo::Stripped(rest.to_owned())
+            };
+        };
+        if !is_marker(&after[..close]) {
+            break;
+        }
+        let tail = after[close + 1..].trim_start();
+        if tail.is_empty() {
+            return Echo::Open;
+        }
+        let Some(inside) = tail.strip_prefix('(') else {
+            break;
+        };
+        match inside.find(')') {
+            Some(end) if end <= MAX_ECHO => rest = inside[end + 1..].trim_start(),
+            Some(_) => break,
+            None if inside.len() <= MAX_ECHO => return Echo::Open,
+            None => break,
+        }
+    }
+    Echo::Stripped(rest.to_owned())
+}
+
+/// Drops every marker that repeats the marker just before it with only spaces or punctuation between, and
+/// every marker citing a number above `sources` (a source the prompt did not have).
+fn dedupe_markers(text: &str, sources: usize) -> String {
     let mut out = String::with_capacity(text.len());
     let mut last: Option<(usize, String)> = None; // (end offset in `out`, inside)
     let mut rest = text;
@@ -271,12 +352,17 @@ fn dedupe_markers(text: &str) -> String {
             rest = after;
             continue;
         }
+        let unknown = cited_numbers(&format!("[{inside}]"))
+            .iter()
+            .any(|&n| n == 0 || n > sources);
         let repeats = last.as_ref().is_some_and(|(end, prev)| {
             *end == out.len()
                 && prev == inside
                 && before.chars().all(|c| c.is_whitespace() || c == ',')
         });
-        if !repeats {
+        if unknown {
+            out.push_str(before.trim_end());
+        } else if !repeats {
             out.push_str(before);
             out.push('[');
             out.push_str(&after[..close]);
@@ -294,7 +380,7 @@ mod tests {
     use super::*;
 
     fn stream(pieces: &[&str]) -> (String, Vec<&'static str>, Vec<String>) {
-        let mut a = Answer::default();
+        let mut a = Answer::new(3);
         let mut deltas = Vec::new();
         let mut all = String::new();
         for p in pieces {
@@ -311,11 +397,12 @@ mod tests {
 
     #[test]
     fn a_good_answer_passes_unchanged() {
-        let (all, problems, deltas) = stream(&["The", " total", " is", " 7", " pears", " [", "1", "]."]);
+        let (all, problems, deltas) =
+            stream(&["The", " total", " is", " 7", " pears", " [", "1", "]."]);
         assert_eq!(all, "The total is 7 pears [1].");
         assert!(problems.is_empty());
         // Everything released before the end is still an answer with words.
-        let mut a = Answer::default();
+        let mut a = Answer::new(3);
         assert_eq!(a.push("Seven pears [1]."), "Seven pears [1].");
         assert_eq!(a.finish().0.as_deref(), Some(""));
         // The start is held only until it has words.
@@ -327,7 +414,7 @@ mod tests {
         let (all, _, deltas) = stream(&["[", "1", "]", " [1]", " [1]"]);
         assert_eq!(all, "");
         assert!(deltas.is_empty());
-        let mut a = Answer::default();
+        let mut a = Answer::new(3);
         a.push("[1] [1]");
         assert_eq!(a.finish().0, None);
         assert!(a.had_markers);
@@ -341,6 +428,25 @@ mod tests {
         // A bracket that is not a marker is released.
         let (all, _, _) = stream(&["Use the option [draft] here"]);
         assert_eq!(all, "Use the option [draft] here");
+    }
+
+    #[test]
+    fn echoed_headers_and_unknown_numbers_are_dropped() {
+        let (all, problems, _) = stream(&[
+            "[1] (text-3page.pdf,",
+            " pages 1-3) [2] (b.csv, Sheet1!A1:B2)",
+            " There are 7 pears [1] [9].",
+        ]);
+        assert_eq!(all, "There are 7 pears [1].");
+        assert_eq!(problems, ["echoed_source_header", "repeated_citations"]);
+        // A marker then words is an answer, not an echo.
+        let (all, problems, _) = stream(&["[1] says 7 pears."]);
+        assert_eq!(all, "[1] says 7 pears.");
+        assert!(problems.is_empty());
+        // Only an echo: no words.
+        let mut a = Answer::new(3);
+        a.push("[1] (a.pdf, page 1)");
+        assert_eq!(a.finish().0, None);
     }
 
     #[test]

@@ -250,7 +250,9 @@ impl App {
         turn: &ChatTurn,
     ) -> Result<Analysis, ChatFilesError> {
         check_turn(turn)?;
-        let files = self.file_texts(tenant, &turn.file_ids, Duration::ZERO).await?;
+        let files = self
+            .file_texts(tenant, &turn.file_ids, Duration::ZERO)
+            .await?;
         let file_context_tokens = files.iter().map(|f| f.tokens).sum();
         let decision = self.decide(turn, &files)?;
         let first = &self.router.tiers()[decision.plan.order[0]];
@@ -661,11 +663,23 @@ mod tests {
         // 530 tokens/s for 1.3 s is ~689 tokens, less the conversation and the template margin.
         assert_eq!(source_budget(&g, Some(530), 32_768, 80, 40), 689 - 88);
         // A fast model is capped, a slow one gets the floor.
-        assert_eq!(source_budget(&g, Some(5000), 32_768, 80, 40), g.max_context_tokens);
-        assert_eq!(source_budget(&g, Some(50), 32_768, 80, 40), g.min_context_tokens);
+        assert_eq!(
+            source_budget(&g, Some(5000), 32_768, 80, 40),
+            g.max_context_tokens
+        );
+        assert_eq!(
+            source_budget(&g, Some(50), 32_768, 80, 40),
+            g.min_context_tokens
+        );
         // Unknown speed (a remote provider): the cap.
-        assert_eq!(source_budget(&g, None, 32_768, 80, 40), g.max_context_tokens);
+        assert_eq!(
+            source_budget(&g, None, 32_768, 80, 40),
+            g.max_context_tokens
+        );
         // The window always wins.
-        assert_eq!(source_budget(&g, Some(5000), 1024, 512, 40), 1024 - 512 - 88);
+        assert_eq!(
+            source_budget(&g, Some(5000), 1024, 512, 40),
+            1024 - 512 - 88
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! Which chunks of the chosen files become candidate sources, best first: the search's best hit, the chunks
-//! a question points at by position or structure (`page 3`, `slide 2`, `the first row`, `row 12`, a heading
-//! it names), the next hit, the neighbours of the best one, the other hits, then (for files that fit the
+//! Which chunks of the chosen files become candidate sources, best first: the chunks a question points at
+//! by position (`page 3`, `slide 2`, `the first row`, `row 12`), the search's best hit, the chunks whose
+//! heading it names, the next hit, the neighbours of the best one, the other hits, then (for files that fit the
 //! largest budget) the rest in document order. Pure functions over the files' chunks.
 
 use crate::chunk::ChunkLocation;
@@ -17,8 +17,25 @@ const HITS_BEFORE_NEIGHBOURS: usize = 2;
 /// Nouns that make `first`/`last` (or an ordinal) point at a place in a file. Not `line`, `word` or
 /// `sentence`: "the last line of a paragraph" is about typesetting, not the end of the file.
 const PLACE_NOUNS: &[&str] = &[
-    "row", "rows", "record", "records", "entry", "entries", "item", "items", "sample", "samples", "page",
-    "pages", "slide", "slides", "observation", "observations", "instance", "instances", "chapter",
+    "row",
+    "rows",
+    "record",
+    "records",
+    "entry",
+    "entries",
+    "item",
+    "items",
+    "sample",
+    "samples",
+    "page",
+    "pages",
+    "slide",
+    "slides",
+    "observation",
+    "observations",
+    "instance",
+    "instances",
+    "chapter",
 ];
 
 /// Ordinal words, from `first` (1).
@@ -107,18 +124,38 @@ pub struct FileChunks<'a> {
     pub chunks: &'a [Candidate],
 }
 
-/// The chunks the cues point at, in file then document order, at most [`MAX_STRUCTURAL`].
-pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Vec<Candidate> {
-    let mut out: Vec<Candidate> = Vec::new();
-    let mut add = |c: &Candidate| {
-        if out.len() < MAX_STRUCTURAL && !out.iter().any(|o| o.chunk_id == c.chunk_id) {
-            out.push(c.clone());
+/// The chunks a question's cues point at, at most [`MAX_STRUCTURAL`] in all.
+#[derive(Debug, Default)]
+pub struct Pointed {
+    /// By position (`page 3`, `slide 2`, `row 12`, `the first row`, `the last page`), in file then
+    /// document order. Precise: they go before the search's best hit.
+    pub by_position: Vec<Candidate>,
+    /// By a heading the question names. A name can be a coincidence: they go after the best hit.
+    pub by_heading: Vec<Candidate>,
+}
+
+/// The chunks the cues point at.
+pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Pointed {
+    let mut out = Pointed::default();
+    let add = |c: &Candidate, heading: bool, out: &mut Pointed| {
+        let taken = out.by_position.len() + out.by_heading.len();
+        let seen = out
+            .by_position
+            .iter()
+            .chain(&out.by_heading)
+            .any(|o| o.chunk_id == c.chunk_id);
+        if taken < MAX_STRUCTURAL && !seen {
+            if heading {
+                out.by_heading.push(c.clone());
+            } else {
+                out.by_position.push(c.clone());
+            }
         }
     };
     for f in files {
         for c in f.chunks {
             let loc = serde_json::from_value::<ChunkLocation>(c.location.clone()).ok();
-            let hit = match &loc {
+            let by_position = match &loc {
                 Some(ChunkLocation::Pages { from, to, .. }) => {
                     cues.pages.iter().any(|p| (from..=to).contains(&p))
                 }
@@ -127,29 +164,37 @@ pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Vec<Candidate> {
                 }
                 Some(ChunkLocation::Cells { range, .. }) => rows_of(range).is_some_and(|(a, b)| {
                     // Data row n is sheet row n + 1 under a header row; either reading may be meant.
-                    cues.rows.iter().any(|&r| (a..=b).contains(&r) || (a..=b).contains(&(r + 1)))
+                    cues.rows
+                        .iter()
+                        .any(|&r| (a..=b).contains(&r) || (a..=b).contains(&(r + 1)))
                 }),
                 Some(ChunkLocation::Lines { start, end }) => {
                     cues.rows.iter().any(|r| (start..=end).contains(&r))
                 }
-                Some(ChunkLocation::Section { heading_path, .. }) => {
-                    cues.names_heading(heading_path)
-                }
-                Some(ChunkLocation::Time { .. } | ChunkLocation::Image) | None => false,
+                Some(
+                    ChunkLocation::Section { .. }
+                    | ChunkLocation::Time { .. }
+                    | ChunkLocation::Image,
+                )
+                | None => false,
             };
-            if hit {
-                add(c);
+            let by_heading = matches!(&loc, Some(ChunkLocation::Section { heading_path, .. })
+                if cues.names_heading(heading_path));
+            if by_position {
+                add(c, false, &mut out);
+            } else if by_heading {
+                add(c, true, &mut out);
             }
         }
         if cues.first {
             for c in firsts(f.chunks) {
-                add(c);
+                add(c, false, &mut out);
             }
         }
         if cues.last
             && let Some(c) = f.chunks.last()
         {
-            add(c);
+            add(c, false, &mut out);
         }
     }
     out
@@ -187,11 +232,13 @@ fn rows_of(range: &str) -> Option<(u32, u32)> {
     Some((row(a)?, row(b)?))
 }
 
-/// The candidate list: the best hit, the structural chunks, the next hit, the best hit's neighbours, the
-/// other hits, and then (`rest` true) every other chunk in document order. No chunk twice. The best hit
-/// goes first because a cue can be wrong ("the first version of ..."), while search is rarely wrong twice.
+/// The candidate list: the chunks the question points at by position, the best hit, the chunks it points
+/// at by heading, the next hit, the best hit's neighbours, the other hits, and then (`rest` true) every
+/// other chunk in document order. No chunk twice. A heading cue comes after the best hit because a name
+/// can be a coincidence ("the Python section" of a file whose heading is "Python"), while search is rarely
+/// wrong twice; a position cue ("row 12", "page 3", "the first sample") is precise.
 pub fn rank(
-    structural: Vec<Candidate>,
+    pointed: Pointed,
     hits: Vec<Candidate>,
     files: &[FileChunks<'_>],
     rest: bool,
@@ -208,10 +255,13 @@ pub fn rank(
         .flat_map(|h| neighbours_of(h, files))
         .collect();
     let mut hits = hits.into_iter();
+    for c in pointed.by_position {
+        push(c, &mut out);
+    }
     for c in hits.by_ref().take(1) {
         push(c, &mut out);
     }
-    for c in structural {
+    for c in pointed.by_heading {
         push(c, &mut out);
     }
     for c in hits.by_ref().take(HITS_BEFORE_NEIGHBOURS - 1) {
@@ -286,24 +336,56 @@ mod tests {
 
     #[test]
     fn structure_points_at_chunks() {
-        let sheet = |n: usize, range: &str| chunk(n, json!({"type": "cells", "sheet": "S", "range": range}));
+        let sheet = |n: usize, range: &str| {
+            chunk(n, json!({"type": "cells", "sheet": "S", "range": range}))
+        };
         let rows = [sheet(0, "A1:N20"), sheet(1, "A21:N40"), sheet(2, "A41:N60")];
         let files = [FileChunks { chunks: &rows }];
-        assert_eq!(ids(&structural(&Cues::of("the first sample's value"), &files)), ["f#0"]);
-        assert_eq!(ids(&structural(&Cues::of("the last row"), &files)), ["f#2"]);
-        assert_eq!(ids(&structural(&Cues::of("what is in row 25?"), &files)), ["f#1"]);
+        assert_eq!(
+            ids(&structural(&Cues::of("the first sample's value"), &files).by_position),
+            ["f#0"]
+        );
+        assert_eq!(
+            ids(&structural(&Cues::of("the last row"), &files).by_position),
+            ["f#2"]
+        );
+        assert_eq!(
+            ids(&structural(&Cues::of("what is in row 25?"), &files).by_position),
+            ["f#1"]
+        );
         let pages = [
-            chunk(0, json!({"type": "pages", "from": 1, "to": 2, "ocr": false})),
-            chunk(1, json!({"type": "pages", "from": 3, "to": 3, "ocr": false})),
+            chunk(
+                0,
+                json!({"type": "pages", "from": 1, "to": 2, "ocr": false}),
+            ),
+            chunk(
+                1,
+                json!({"type": "pages", "from": 3, "to": 3, "ocr": false}),
+            ),
         ];
         let files = [FileChunks { chunks: &pages }];
-        assert_eq!(ids(&structural(&Cues::of("what is on page 3"), &files)), ["f#1"]);
+        assert_eq!(
+            ids(&structural(&Cues::of("what is on page 3"), &files).by_position),
+            ["f#1"]
+        );
         let sections = [
-            chunk(0, json!({"type": "section", "heading_path": ["Intro"], "blocks": {"from": 1, "to": 2}})),
-            chunk(1, json!({"type": "section", "heading_path": ["Installation"], "blocks": {"from": 3, "to": 4}})),
+            chunk(
+                0,
+                json!({"type": "section", "heading_path": ["Intro"], "blocks": {"from": 1, "to": 2}}),
+            ),
+            chunk(
+                1,
+                json!({"type": "section", "heading_path": ["Installation"], "blocks": {"from": 3, "to": 4}}),
+            ),
         ];
         let files = [FileChunks { chunks: &sections }];
-        assert_eq!(ids(&structural(&Cues::of("What does the Installation section say?"), &files)), ["f#1"]);
+        assert_eq!(
+            ids(
+                &structural(&Cues::of("What does the Installation section say?"), &files)
+                    .by_heading
+            ),
+            ["f#1"]
+        );
     }
 
     #[test]
@@ -311,9 +393,19 @@ mod tests {
         let all: Vec<Candidate> = (0..6).map(|n| chunk(n, serde_json::Value::Null)).collect();
         let files = [FileChunks { chunks: &all }];
         let hits = vec![all[3].clone(), all[0].clone(), all[5].clone()];
-        let r = rank(vec![all[1].clone()], hits.clone(), &files, false);
+        let heading = Pointed {
+            by_position: Vec::new(),
+            by_heading: vec![all[1].clone()],
+        };
+        let r = rank(heading, hits.clone(), &files, false);
         assert_eq!(ids(&r), ["f#3", "f#1", "f#0", "f#4", "f#2", "f#5"]);
-        let r = rank(Vec::new(), hits, &files, true);
+        let position = Pointed {
+            by_position: vec![all[1].clone()],
+            by_heading: Vec::new(),
+        };
+        let r = rank(position, hits.clone(), &files, false);
+        assert_eq!(ids(&r), ["f#1", "f#3", "f#0", "f#4", "f#2", "f#5"]);
+        let r = rank(Pointed::default(), hits, &files, true);
         assert_eq!(ids(&r), ["f#3", "f#0", "f#4", "f#2", "f#5", "f#1"]);
     }
 }
