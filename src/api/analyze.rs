@@ -1,6 +1,7 @@
 //! `POST /api/v1/analyze-complexity`: the router's explainable analysis of a chat request and the model it
 //! would pick, without generating.
 
+use super::json_body::JsonBody;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
@@ -162,7 +163,7 @@ impl AnalyzeApi {
     async fn analyze(
         &self,
         caller: Caller,
-        body: Json<ChatBody>,
+        body: JsonBody<ChatBody>,
     ) -> Result<Json<AnalyzeResponse>, ApiError> {
         let turn = turn_of(body.0, true)?;
         let analysis = self

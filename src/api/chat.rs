@@ -5,6 +5,7 @@
 //! and either collect it or forward it as SSE chunks. Dropping the response (the client went away) drops the
 //! stream, which cancels the generation on the engine thread.
 
+use super::json_body::JsonBody;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use poem::web::sse::Event;
@@ -52,7 +53,7 @@ impl ChatApi {
     async fn chat_completions(
         &self,
         _caller: Caller,
-        body: Json<ChatCompletionRequest>,
+        body: JsonBody<ChatCompletionRequest>,
     ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
         chat(&self.app, body.0).await
     }
@@ -64,7 +65,7 @@ impl ChatApi {
     async fn api_chat_completions(
         &self,
         _caller: Caller,
-        body: Json<ChatCompletionRequest>,
+        body: JsonBody<ChatCompletionRequest>,
     ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
         chat(&self.app, body.0).await
     }
@@ -77,7 +78,7 @@ impl ChatApi {
     async fn completions(
         &self,
         _caller: Caller,
-        body: Json<CompletionRequest>,
+        body: JsonBody<CompletionRequest>,
     ) -> Result<Reply<Completion, CompletionStreamEvent>, ApiError> {
         complete(&self.app, body.0).await
     }

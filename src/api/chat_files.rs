@@ -1,6 +1,7 @@
 //! Chat with files: `POST /api/v1/chat/multimodal` and `/api/v1/chat/multimodal-audio`. An OpenAI chat
 //! request plus `file_ids`; the answer is an OpenAI chat completion plus the numbered `sources` it was given.
 
+use super::json_body::JsonBody;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use poem::web::sse::{Event, SSE};
@@ -446,7 +447,7 @@ impl ChatFilesApi {
     async fn multimodal(
         &self,
         caller: Caller,
-        body: Json<ChatBody>,
+        body: JsonBody<ChatBody>,
     ) -> Result<ChatReply, ApiError> {
         self.answer(&caller, body.0).await
     }
@@ -459,7 +460,7 @@ impl ChatFilesApi {
     async fn multimodal_audio(
         &self,
         caller: Caller,
-        body: Json<ChatBody>,
+        body: JsonBody<ChatBody>,
     ) -> Result<ChatReply, ApiError> {
         self.answer(&caller, body.0).await
     }

@@ -1,6 +1,7 @@
 //! `POST /v1/embeddings` (OpenAI shape) and the model list, served by the same MiniLM model that
 //! indexes uploaded files.
 
+use super::json_body::JsonBody;
 use base64::Engine as _;
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Json, Response};
@@ -216,7 +217,7 @@ impl EmbeddingsApi {
     async fn create(
         &self,
         _caller: Caller,
-        body: Json<EmbeddingsRequest>,
+        body: JsonBody<EmbeddingsRequest>,
     ) -> Result<Response<Json<EmbeddingsResponse>>, ApiError> {
         let req = body.0;
         if !self.app.is_embedding_model(&req.model) {

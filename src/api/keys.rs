@@ -1,5 +1,6 @@
 //! `POST/GET/DELETE /api/v1/keys`: API key management (admin scope).
 
+use super::json_body::JsonBody;
 use chrono::{DateTime, TimeZone, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -112,7 +113,7 @@ impl KeysApi {
     async fn create(
         &self,
         caller: Caller<Admin>,
-        body: Json<CreateKeyBody>,
+        body: JsonBody<CreateKeyBody>,
     ) -> Result<CreateKeyResponse, ApiError> {
         let b = body.0;
         let (row, secret) = self

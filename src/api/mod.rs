@@ -11,6 +11,7 @@ mod chat_wire;
 mod embeddings;
 pub mod error;
 mod files;
+mod json_body;
 mod keys;
 pub mod middleware;
 mod monitoring;

@@ -1,5 +1,6 @@
 //! `POST /api/v1/search`: keyword (BM25), vector and hybrid search over every ready file's chunks.
 
+use super::json_body::JsonBody;
 use chrono::{DateTime, Utc};
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
@@ -220,7 +221,7 @@ impl SearchApi {
     async fn search(
         &self,
         caller: Caller,
-        body: Json<SearchBody>,
+        body: JsonBody<SearchBody>,
     ) -> Result<Json<SearchResponse>, ApiError> {
         let b = body.0;
         let top_k = b.top_k.unwrap_or(DEFAULT_TOP_K);

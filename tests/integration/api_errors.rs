@@ -202,6 +202,56 @@ async fn malformed_requests_and_unknown_ids_use_the_error_shape() {
     let (status, body) = server.get("/api/v1/files?status=sleeping").await;
     assert_bad_request(status, &body, None, "status");
 
+    // A missing or mistyped JSON field is named in `param`, in words (no framework type names).
+    let hi = serde_json::json!([{"role": "user", "content": "Hi"}]);
+    for (path, body, param, message) in [
+        (
+            "/v1/chat/completions",
+            serde_json::json!({"model": "auto"}),
+            Some("messages"),
+            "`messages` is required",
+        ),
+        (
+            "/v1/chat/completions",
+            serde_json::json!({"messages": hi, "max_tokens": "ten"}),
+            Some("max_tokens"),
+            "must be a whole number",
+        ),
+        (
+            "/api/v1/chat/multimodal",
+            serde_json::json!({"messages": [{"content": "Hi"}], "file_ids": ["file-x"]}),
+            Some("messages[0].role"),
+            "`messages[0].role` is required",
+        ),
+        (
+            "/v1/embeddings",
+            serde_json::json!({"inputs": "typo"}),
+            Some("input"),
+            "`input` is required",
+        ),
+        (
+            "/api/v1/search",
+            serde_json::json!({"query": "pears", "top_k": "many"}),
+            Some("top_k"),
+            "whole number",
+        ),
+    ] {
+        let (status, got) = server.post_json(path, &body).await;
+        assert_bad_request(status, &got, param, message);
+        let text = got["error"]["message"].as_str().unwrap_or_default();
+        assert!(!text.contains("Expected input type"), "{path}: {got}");
+    }
+    let resp = server
+        .http
+        .post(server.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    let (status, got) = json_of(resp).await;
+    assert_bad_request(status, &got, None, "not valid JSON");
+
     // A client's request id is echoed in the header and the error body.
     let resp = server
         .http

@@ -6,6 +6,7 @@ mod audio;
 mod auth;
 mod chat;
 mod chat_files;
+mod chat_first_use;
 mod common;
 mod crafted;
 mod embeddings;

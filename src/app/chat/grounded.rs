@@ -330,9 +330,15 @@ pub fn quote_score(text: &str, question: &str, answer: &str) -> usize {
     )
 }
 
-/// Words of the question count 1; words only the answer has count 3 (they are the fact it found).
+/// Words of the question count 1; words only the answer has count 3 (they are the fact it found). A text
+/// made only of the question's words (a heading such as "Inventory Table" for "how many pears are in the
+/// inventory table?") says nothing the question did not: it scores 0.
 fn overlap(text: &str, q: &[String], a: &[String]) -> usize {
-    quote_terms(text)
+    let terms = quote_terms(text);
+    if terms.iter().all(|w| q.contains(w)) {
+        return 0;
+    }
+    terms
         .iter()
         .map(|w| {
             if q.contains(w) {

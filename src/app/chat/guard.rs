@@ -277,6 +277,11 @@ impl Answer {
 
     /// Releases `piece` after the emitted text, without markers that repeat the one just before them.
     fn release(&mut self, piece: &str) -> String {
+        let piece = if self.emitted.is_empty() {
+            piece.trim_start()
+        } else {
+            piece
+        };
         let combined = dedupe_markers(&format!("{}{piece}", self.emitted), self.sources);
         let out = match combined.strip_prefix(self.emitted.as_str()) {
             Some(rest) => rest.to_owned(),
