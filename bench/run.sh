@@ -98,9 +98,15 @@ print(f"end-to-end ingestion of {summary} ({pages} pages, {chunks} chunks): {sec
       f"{r['chunks_per_s']:.1f} chunks/s, {r['pages_per_s']:.1f} pages/s; server peak RSS {r['peak_rss_mib']:.0f} MiB")
 PY
 
-# Retrieval quality (nDCG@10, recall@10) of bm25, vector and hybrid on questions over real manuals,
-# against the same server (bench/retrieval/README.md).
-python3 bench/retrieval/run.py --server "$base" --corpus "$corpus" --out "$OUT/retrieval.json" | tail -n 25
+stop_server
+
+# Retrieval quality (nDCG@10 per mode and query class, against exact dense search with the same model) on
+# questions over real manuals, on a fresh server (bench/retrieval/README.md).
+bash bench/retrieval/run.sh
+
+# Upload-then-ask: answer and evidence accuracy, time to first token, per model and for `auto`, against
+# llama.cpp given the gold passage (bench/qa/README.md).
+bash bench/qa/run.sh
 
 # Chat while the server ingests: the thread defaults keep chat responsive on small machines.
 bash bench/mixed_load.sh
