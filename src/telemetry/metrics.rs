@@ -144,7 +144,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         repaired: counter_vec(
             ANSWERS_REPAIRED,
             "Chat-with-files answers repaired before the client saw them, by problem (citations_only, empty, \
-             cut_citation, repeated_citations, echoed_source_header).",
+             cut_citation, repeated_citations, echoed_source_header, uncited).",
             &["problem"],
         ),
         audio: counter(AUDIO_SECONDS, "Seconds of audio transcribed."),

@@ -1,10 +1,11 @@
 //! The answer guard of chat with files: a grounded answer that is only citation markers (`[1] [1] [1]`),
 //! empty, or cut off mid-citation never reaches the client. It sits between the model's stream and the
-//! client's: it holds the start of the answer until it says something in words, holds a `[` until its
-//! marker closes, drops a marker that repeats the one just before it, and drops a marker cut off by
-//! `max_tokens`. An answer with no words at all is asked again with the plain (citation-free) prompt and the
-//! server cites the source that best matches it; when even that has no words, the answer quotes the best
-//! matching evidence. Every repair is counted in `docpipe_answers_repaired_total`.
+//! client's: it holds the start of the answer until it says something in words, drops a source header the
+//! model echoed, holds a `[` until its marker closes, drops a marker that repeats the one just before it or
+//! cites no source, and drops a marker cut off by `max_tokens`. An answer with no words at all is asked again
+//! with the plain (citation-free) prompt and the server cites the source that best matches it (as it does for
+//! an answer in words that cites nothing); when even that has no words, the answer quotes the best matching
+//! evidence. Every repair is counted in `docpipe_answers_repaired_total`.
 
 use crate::models::chat::{
     ChatError, FinishReason, GenerationEvent, GenerationRequest, GenerationStream,
@@ -49,7 +50,14 @@ pub fn guard(inner: GenerationStream, repair: Repair) -> GenerationStream {
 type Sender = tokio::sync::mpsc::Sender<Result<GenerationEvent, ChatError>>;
 
 async fn run(mut inner: GenerationStream, repair: Repair, tx: &Sender) {
-    let mut answer = Answer::new(repair.sources.len());
+    let quotes = repair
+        .sources
+        .iter()
+        .map(|s| {
+            best_quote(&s.chunk.text, &repair.question, "").map_or_else(String::new, |q| q.text)
+        })
+        .collect();
+    let mut answer = Answer::with_quotes(quotes);
     while let Some(event) = inner.recv().await {
         match event {
             Ok(GenerationEvent::Delta(d)) => {
@@ -67,7 +75,15 @@ async fn run(mut inner: GenerationStream, repair: Repair, tx: &Sender) {
                 for p in &problems {
                     answer_repaired(p);
                 }
-                if let Some(out) = out {
+                if let Some(mut out) = out {
+                    // An answer in words that cites nothing gets the source that best matches it.
+                    if !answer.had_markers
+                        && let Some(n) =
+                            best_source(&repair.sources, &repair.question, &answer.emitted)
+                    {
+                        out.push_str(&format!(" [{n}]"));
+                        answer_repaired("uncited");
+                    }
                     if !out.is_empty() {
                         let _ = tx.send(Ok(GenerationEvent::Delta(out))).await;
                     }
@@ -139,6 +155,20 @@ async fn retry(
     (text, None, Usage::default())
 }
 
+/// The number of the source whose best quote matches the answer (and question) best, when one matches at all.
+fn best_source(sources: &[Source], question: &str, answer: &str) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for s in sources {
+        if let Some((_, score)) = scored_quote(&s.chunk.text, question, answer)
+            && score > 0
+            && best.is_none_or(|(_, b)| score > b)
+        {
+            best = Some((s.number, score));
+        }
+    }
+    best.map(|(n, _)| n)
+}
+
 /// The answer a client gets when the model's had no words: the retry's words citing the source that best
 /// matches them, or else the best matching evidence quoted.
 pub fn repaired_answer(sources: &[Source], question: &str, retry_text: &str) -> String {
@@ -188,6 +218,11 @@ const MAX_ECHO: usize = 200;
 struct Answer {
     /// Sources in the prompt: a marker citing a higher number cites nothing and is dropped.
     sources: usize,
+    /// The best quote of each source for the question (index = number - 1): what a marker standing where
+    /// the fact belongs (`the command is [2].`) is followed by.
+    quotes: Vec<String>,
+    /// A marker stood in for the fact and got its quote.
+    filled: bool,
     /// Released to the client.
     emitted: String,
     /// Received, not yet released.
@@ -204,6 +239,14 @@ impl Answer {
     fn new(sources: usize) -> Answer {
         Answer {
             sources,
+            ..Answer::default()
+        }
+    }
+
+    fn with_quotes(quotes: Vec<String>) -> Answer {
+        Answer {
+            sources: quotes.len(),
+            quotes,
             ..Answer::default()
         }
     }
@@ -233,8 +276,13 @@ impl Answer {
         let cut = open_marker(&self.held)
             .filter(|&i| self.held.len() - i <= MAX_HELD_MARKER)
             .map_or(self.held.len(), |i| self.held[..i].trim_end().len());
+        // A closed marker at the end is held until what follows shows whether it stands for the fact.
+        let cut = match trailing_marker(&self.held) {
+            Some(i) => cut.min(self.held[..i].trim_end().len()),
+            None => cut,
+        };
         let piece: String = self.held.drain(..cut).collect();
-        self.release(&piece)
+        self.release(&piece, false)
     }
 
     /// The end: what is left to release (`None` when the answer had no words) and the problems fixed.
@@ -268,20 +316,26 @@ impl Answer {
         if alnum(&strip_citations(&whole)) == 0 {
             return (None, problems);
         }
-        let out = self.release(&rest);
+        let out = self.release(&rest, true);
         if self.deduped {
             problems.push("repeated_citations");
+        }
+        if self.filled {
+            problems.push("citation_for_fact");
         }
         (Some(out), problems)
     }
 
     /// Releases `piece` after the emitted text, without markers that repeat the one just before them.
-    fn release(&mut self, piece: &str) -> String {
+    fn release(&mut self, piece: &str, last: bool) -> String {
         let piece = if self.emitted.is_empty() {
             piece.trim_start()
         } else {
             piece
         };
+        let filled = fill_dangling(&self.emitted, piece, last, &self.quotes);
+        self.filled |= filled.len() != piece.len();
+        let piece = filled.as_str();
         let combined = dedupe_markers(&format!("{}{piece}", self.emitted), self.sources);
         let out = match combined.strip_prefix(self.emitted.as_str()) {
             Some(rest) => rest.to_owned(),
@@ -293,6 +347,93 @@ impl Answer {
         self.emitted.push_str(&out);
         out
     }
+}
+
+/// Words after which a marker stands where the fact belongs: `the manual is held by [1].`
+const DANGLING: &[&str] = &[
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "by",
+    "to",
+    "at",
+    "of",
+    "in",
+    "on",
+    "from",
+    "with",
+    "as",
+    "the",
+    "a",
+    "an",
+    "called",
+    "named",
+    "describes",
+    "describe",
+    "uses",
+    "use",
+];
+/// Longest quote appended after such a marker, in characters.
+const MAX_FILL: usize = 240;
+
+/// Byte offset of the `[` of a marker that ends `s` (spaces after it allowed).
+fn trailing_marker(s: &str) -> Option<usize> {
+    let t = s.trim_end();
+    let inner = t.strip_suffix(']')?;
+    let i = inner.rfind('[')?;
+    is_marker(&inner[i + 1..]).then_some(i)
+}
+
+/// `piece` with the quote of its source after every marker that stands for the fact: right after a
+/// [`DANGLING`] word (in `before` + `piece`) and before the sentence's end (`.`, `!`, `?`, `(`, or the end
+/// of the answer when `last`).
+fn fill_dangling(before: &str, piece: &str, last: bool, quotes: &[String]) -> String {
+    let mut out = String::with_capacity(piece.len());
+    let mut rest = piece;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        let inside = &after[..close];
+        out.push_str(&rest[..open + 1]);
+        out.push_str(inside);
+        out.push(']');
+        rest = &after[close + 1..];
+        if !is_marker(inside) {
+            continue;
+        }
+        let context = format!("{before}{out}");
+        let context = context[..context.len() - inside.len() - 2].trim_end();
+        let prev = context
+            .rsplit(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
+        let next = rest.trim_start().chars().next();
+        let ends = match next {
+            None => last,
+            Some(c) => matches!(c, '.' | '!' | '?' | '('),
+        };
+        let quote = cited_numbers(&format!("[{inside}]"))
+            .into_iter()
+            .next()
+            .and_then(|n| quotes.get(n.wrapping_sub(1)))
+            .filter(|q| !q.is_empty());
+        if let Some(q) = quote
+            && ends
+            && DANGLING.contains(&prev.as_str())
+        {
+            let one_line = q.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut short: String = one_line.chars().take(MAX_FILL).collect();
+            if short.len() < one_line.len() {
+                short.push('…');
+            }
+            out.push_str(&format!(": \"{short}\""));
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Byte offset of a `[` not yet closed by a `]`.
@@ -455,6 +596,33 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_standing_for_the_fact_gets_its_quote() {
+        let mut a = Answer::with_quotes(vec![
+            "Apples: 3".into(),
+            "Run gpgconf --kill gpg-agent.".into(),
+        ]);
+        let mut all = String::new();
+        for p in ["The command", " is", " [", "2", "]", "."] {
+            all.push_str(&a.push(p));
+        }
+        all.push_str(&a.finish().0.unwrap_or_default());
+        assert_eq!(
+            all,
+            "The command is [2]: \"Run gpgconf --kill gpg-agent.\"."
+        );
+        // At the very end of the answer too; a marker after the fact is left alone.
+        let mut a = Answer::with_quotes(vec!["Søren Roug".into()]);
+        let mut all = a.push("The manual is held by [1]");
+        let (rest, problems) = a.finish();
+        all.push_str(&rest.unwrap_or_default());
+        assert_eq!(all, "The manual is held by [1]: \"Søren Roug\"");
+        assert_eq!(problems, ["citation_for_fact"]);
+        let (all, problems, _) = stream(&["There are 7 pears [1]."]);
+        assert_eq!(all, "There are 7 pears [1].");
+        assert!(problems.is_empty());
+    }
+
+    #[test]
     fn repair_cites_the_best_source_or_quotes_it() {
         use super::super::grounded::Candidate;
         let src = |n: usize, text: &str| Source {
@@ -471,6 +639,14 @@ mod tests {
         assert_eq!(
             repaired_answer(&sources, "How many pears?", "There are 7 pears."),
             "There are 7 pears. [2]"
+        );
+        assert_eq!(
+            best_source(&sources, "How many pears?", "There are 7 pears."),
+            Some(2)
+        );
+        assert_eq!(
+            best_source(&sources, "Who wrote it?", "Nobody knows."),
+            None
         );
         assert_eq!(
             repaired_answer(&sources, "How many pears?", "[1]"),
