@@ -453,10 +453,7 @@ enum Echo {
 
 fn strip_header_echoes(text: &str) -> Echo {
     let mut rest = text.trim_start();
-    loop {
-        let Some(after) = rest.strip_prefix('[') else {
-            break;
-        };
+    while let Some(after) = rest.strip_prefix('[') {
         let Some(close) = after.find(']') else {
             return if after.len() <= MAX_HELD_MARKER {
                 Echo::Open
