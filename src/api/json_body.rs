@@ -80,11 +80,11 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
                 message: format!("the request body is not valid JSON: {e}"),
             })?
         };
-        // Kept only to explain a failure: bodies are small next to what the routes do with them.
-        let copy = value.clone();
-        T::parse_from_json(Some(value))
-            .map(JsonBody)
-            .map_err(|_| explain::<T>(&copy).into())
+        T::parse_from_json(Some(value)).map(JsonBody).map_err(|_| {
+            // Only a failure pays for a second parse of the bytes, to explain it.
+            let value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+            explain::<T>(&value).into()
+        })
     }
 }
 

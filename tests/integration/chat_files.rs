@@ -113,25 +113,10 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
     let mut streamed = question.clone();
     streamed["stream"] = json!(true);
     streamed["stream_options"] = json!({"include_usage": true});
-    let text = server
-        .http
-        .post(server.url("/api/v1/chat/multimodal-audio"))
-        .json(&streamed)
-        .send()
-        .await
-        .expect("stream")
-        .text()
-        .await
-        .expect("body");
-    let events: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
-    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).expect("json chunk"))
-        .collect();
+    let (chunks, done) = server
+        .post_sse("/api/v1/chat/multimodal-audio", &streamed)
+        .await;
+    assert!(done, "{chunks:?}");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let content: String = chunks
         .iter()
@@ -142,7 +127,7 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
         .find(|c| c["sources"].is_array())
         .expect("a chunk with sources");
     assert!(last["choices"][0]["finish_reason"].is_string(), "{last}");
-    assert!(chunks.iter().all(|c| c["model"] != "auto"), "{text}");
+    assert!(chunks.iter().all(|c| c["model"] != "auto"), "{chunks:?}");
     let usage = chunks.last().expect("usage chunk");
     assert!(
         usage["usage"]["completion_tokens"].as_u64().is_some(),

@@ -197,25 +197,11 @@ async fn asking_right_after_upload_waits_answers_and_quotes_the_evidence() {
 /// The answer to a chat-with-files request, streamed or not.
 async fn ask(server: &Server, request: &Value) -> String {
     if request["stream"] == json!(true) {
-        let text = server
-            .http
-            .post(server.url("/api/v1/chat/multimodal"))
-            .json(request)
-            .send()
-            .await
-            .expect("stream")
-            .text()
-            .await
-            .expect("body");
-        return text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-            .filter_map(|c| {
-                c["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
+        let (events, done) = server.post_sse("/api/v1/chat/multimodal", request).await;
+        assert!(done, "{events:?}");
+        return events
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
             .collect();
     }
     let (status, body) = server.post_json("/api/v1/chat/multimodal", request).await;

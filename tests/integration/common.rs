@@ -208,6 +208,32 @@ impl Server {
         .await
     }
 
+    /// POSTs a streaming request and returns its server-sent events' JSON payloads (`[DONE]` excluded) and
+    /// whether the stream ended with `data: [DONE]`.
+    pub async fn post_sse(&self, path: &str, body: &Value) -> (Vec<Value>, bool) {
+        let text = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("stream")
+            .text()
+            .await
+            .expect("body");
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        let done = data.last() == Some(&"[DONE]");
+        let events = data
+            .iter()
+            .filter(|d| **d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+            .collect();
+        (events, done)
+    }
+
     /// DELETE a path, returning status and JSON.
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         json_of(
