@@ -2,7 +2,9 @@
 //!
 //! Every sheet is read in workbook order, hidden and very hidden ones too (they are listed in the metadata).
 //! In each sheet the first non-empty row is the header ([`SegmentKind::TableHeader`]); every later non-empty row
-//! is a [`SegmentKind::TableRow`]. A row's text is its cells ([`cell::render`]) joined by `" | "`, from the sheet's
+//! is a [`SegmentKind::TableRow`]. A short preamble before the real header (a title row, or the `506,13` count line
+//! of scikit-learn's data files) is recognised when the next row is wider and all text: the preamble becomes
+//! [`SegmentKind::Paragraph`]s and that row the header (at most [`MAX_PREAMBLE_ROWS`] rows). A row's text is its cells ([`cell::render`]) joined by `" | "`, from the sheet's
 //! first used column to the row's last non-empty cell, so columns line up with the header. Its location is
 //! [`Location::Cells`] with the A1-style range of exactly those cells, e.g. `A2:D2`.
 //! CSV and TSV files have one sheet, named [`delimited::SHEET_NAME`] (`Sheet1`, as spreadsheet programs call it).
@@ -29,6 +31,8 @@ pub const CELL_SEPARATOR: &str = " | ";
 const UNIT: &str = "sheets";
 /// Letters in a spreadsheet column name.
 const COLUMN_RADIX: u32 = 26;
+/// Rows before the header that may be taken for a preamble.
+pub const MAX_PREAMBLE_ROWS: usize = 3;
 
 /// Extractor for [`Format::Xlsx`], [`Format::Xls`], [`Format::Xlsb`], [`Format::Ods`], [`Format::Csv`] and
 /// [`Format::Tsv`].
@@ -54,6 +58,9 @@ pub struct SheetWriter<'a> {
     /// First used column (0-based): every row is rendered from here so columns line up.
     first_col: u32,
     header_seen: bool,
+    /// The header candidate: the first row, held until the next one shows whether it is a preamble.
+    held: Option<(u32, Vec<String>)>,
+    preamble_rows: usize,
     /// Used area: (first row, first col, last row, last col), 0-based.
     used: Option<(u32, u32, u32, u32)>,
     segments: &'a mut Vec<Segment>,
@@ -66,6 +73,8 @@ impl<'a> SheetWriter<'a> {
             sheet,
             first_col,
             header_seen: false,
+            held: None,
+            preamble_rows: 0,
             used: None,
             segments,
         }
@@ -83,13 +92,42 @@ impl<'a> SheetWriter<'a> {
             None => (row, first_text_col, row, last_col),
             Some((r0, c0, _, c1)) => (r0, c0.min(first_text_col), row, c1.max(last_col)),
         });
-        let kind = if self.header_seen {
-            SegmentKind::TableRow
-        } else {
-            self.header_seen = true;
-            SegmentKind::TableHeader
-        };
-        let text = cells[..=last].join(CELL_SEPARATOR);
+        let cells = &cells[..=last];
+        if self.header_seen {
+            self.push(SegmentKind::TableRow, row, cells);
+            return;
+        }
+        match self.held.take() {
+            None => self.held = Some((row, cells.to_vec())),
+            Some((held_row, held)) if self.is_preamble(&held, cells) => {
+                self.preamble_rows += 1;
+                self.push(SegmentKind::Paragraph, held_row, &held);
+                self.held = Some((row, cells.to_vec()));
+            }
+            Some((held_row, held)) => {
+                self.header_seen = true;
+                self.push(SegmentKind::TableHeader, held_row, &held);
+                self.push(SegmentKind::TableRow, row, cells);
+            }
+        }
+    }
+
+    /// Whether `held`, the header candidate, is a preamble to `next`: `held` is a title (one cell) or holds a
+    /// number, which a header does not; `next` has more cells with text and none of them is a number.
+    fn is_preamble(&self, held: &[String], next: &[String]) -> bool {
+        fn texts(cells: &[String]) -> impl Iterator<Item = &str> {
+            cells.iter().map(|c| c.trim()).filter(|c| !c.is_empty())
+        }
+        let is_number = |c: &str| c.parse::<f64>().is_ok();
+        self.preamble_rows < MAX_PREAMBLE_ROWS
+            && (texts(held).count() == 1 || texts(held).any(is_number))
+            && texts(next).count() > texts(held).count()
+            && !texts(next).any(is_number)
+    }
+
+    fn push(&mut self, kind: SegmentKind, row: u32, cells: &[String]) {
+        let last_col = self.first_col + cells.len().saturating_sub(1) as u32;
+        let text = cells.join(CELL_SEPARATOR);
         let range = format!("{}:{}", a1(row, self.first_col), a1(row, last_col));
         let location = Location::Cells {
             sheet: self.sheet.to_owned(),
@@ -98,8 +136,12 @@ impl<'a> SheetWriter<'a> {
         self.segments.push(Segment::new(kind, text, location));
     }
 
-    /// The used area as `A1:D20` with its row and column counts, or `None` when no row had text.
-    pub fn dimensions(&self) -> Option<serde_json::Value> {
+    /// Ends the sheet (a sheet of one row has that row as its header) and gives its used area as `A1:D20` with
+    /// its row and column counts, or `None` when no row had text.
+    pub fn finish(mut self) -> Option<serde_json::Value> {
+        if let Some((row, cells)) = self.held.take() {
+            self.push(SegmentKind::TableHeader, row, &cells);
+        }
         let (r0, c0, r1, c1) = self.used?;
         Some(json!({
             "range": format!("{}:{}", a1(r0, c0), a1(r1, c1)),
@@ -161,7 +203,7 @@ fn extract_workbook(
             let mut writer =
                 SheetWriter::new(&sheet.name, first_used_col(&range), &mut doc.segments);
             write_range(&range, &mut writer);
-            if let (Some(dims), Some(obj)) = (writer.dimensions(), detail.as_object_mut()) {
+            if let (Some(dims), Some(obj)) = (writer.finish(), detail.as_object_mut()) {
                 obj.extend(dims.as_object().cloned().unwrap_or_default());
             }
         }

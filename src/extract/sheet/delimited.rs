@@ -62,7 +62,7 @@ pub fn extract(
         let values: Vec<String> = record.iter().map(|v| v.trim().to_owned()).collect();
         writer.row(row, &values);
     }
-    let dims = writer.dimensions();
+    let dims = writer.finish();
     ctx.report(1, 1, UNIT);
     let Some(dims) = dims else {
         return Err(ExtractError::Empty(
@@ -218,6 +218,34 @@ mod tests {
         assert_eq!(doc.segments[1].kind, SegmentKind::TableRow);
         assert_eq!(doc.metadata["delimiter"], ",");
         assert_eq!(doc.metadata["sheet_details"][0]["range"], "A1:C5");
+    }
+
+    #[test]
+    fn count_line_before_the_header_is_a_preamble() {
+        // scikit-learn's data files start with `n_samples,n_features` before the column names.
+        let doc = run(
+            include_bytes!("../../../fixtures/sheet/boston_house_prices.csv"),
+            Format::Csv,
+        );
+        let kinds: Vec<SegmentKind> = doc.segments[..3].iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                SegmentKind::Paragraph,
+                SegmentKind::TableHeader,
+                SegmentKind::TableRow
+            ]
+        );
+        assert!(doc.segments[1].text.starts_with("CRIM | ZN | INDUS"));
+        assert_eq!(ranges(&doc)[1], "Sheet1!A2:N2");
+    }
+
+    #[test]
+    fn header_with_blank_corner_and_text_rows_stays_the_header() {
+        let doc = run(b" ,Q1,Q2\nNorth,high,low\nSouth,low,high\n", Format::Csv);
+        assert_eq!(doc.segments[0].kind, SegmentKind::TableHeader);
+        assert_eq!(doc.segments[1].kind, SegmentKind::TableRow);
+        assert_eq!(doc.segments[1].text, "North | high | low");
     }
 
     #[test]
