@@ -4,7 +4,9 @@
 //! In each sheet the first non-empty row is the header ([`SegmentKind::TableHeader`]); every later non-empty row
 //! is a [`SegmentKind::TableRow`]. A short preamble before the real header (a title row, or the `506,13` count line
 //! of scikit-learn's data files) is recognised when the next row is wider and all text: the preamble becomes
-//! [`SegmentKind::Paragraph`]s and that row the header (at most [`MAX_PREAMBLE_ROWS`] rows). A row's text is its cells ([`cell::render`]) joined by `" | "`, from the sheet's
+//! [`SegmentKind::Paragraph`]s and that row the header (at most [`MAX_PREAMBLE_ROWS`] rows). A first row that
+//! starts with a number over a number is no header: it is the first data row when its cells are of the same
+//! kinds as the row below, else a preamble (iris.csv's `150,4,setosa,...`), and the sheet has no header. A row's text is its cells ([`cell::render`]) joined by `" | "`, from the sheet's
 //! first used column to the row's last non-empty cell, so columns line up with the header. Its location is
 //! [`Location::Cells`] with the A1-style range of exactly those cells, e.g. `A2:D2`.
 //! CSV and TSV files have one sheet, named [`delimited::SHEET_NAME`] (`Sheet1`, as spreadsheet programs call it).
@@ -99,6 +101,18 @@ impl<'a> SheetWriter<'a> {
         }
         match self.held.take() {
             None => self.held = Some((row, cells.to_vec())),
+            Some((held_row, held)) if starts_like_data(&held, cells) => {
+                // No header: a line of the data's own kind is the first row; a line whose cells do not fit
+                // the columns below (iris.csv's `150,4,setosa,...` count line) is a preamble.
+                self.header_seen = true;
+                let kind = if same_kinds(&held, cells) {
+                    SegmentKind::TableRow
+                } else {
+                    SegmentKind::Paragraph
+                };
+                self.push(kind, held_row, &held);
+                self.push(SegmentKind::TableRow, row, cells);
+            }
             Some((held_row, held)) if self.is_preamble(&held, cells) => {
                 self.preamble_rows += 1;
                 self.push(SegmentKind::Paragraph, held_row, &held);
@@ -115,10 +129,6 @@ impl<'a> SheetWriter<'a> {
     /// Whether `held`, the header candidate, is a preamble to `next`: `held` is a title (one cell) or holds a
     /// number, which a header does not; `next` has more cells with text and none of them is a number.
     fn is_preamble(&self, held: &[String], next: &[String]) -> bool {
-        fn texts(cells: &[String]) -> impl Iterator<Item = &str> {
-            cells.iter().map(|c| c.trim()).filter(|c| !c.is_empty())
-        }
-        let is_number = |c: &str| c.parse::<f64>().is_ok();
         self.preamble_rows < MAX_PREAMBLE_ROWS
             && (texts(held).count() == 1 || texts(held).any(is_number))
             && texts(next).count() > texts(held).count()
@@ -149,6 +159,33 @@ impl<'a> SheetWriter<'a> {
             "columns": c1 - c0 + 1,
         }))
     }
+}
+
+/// The non-empty cells of a row, trimmed.
+fn texts(cells: &[String]) -> impl Iterator<Item = &str> {
+    cells.iter().map(|c| c.trim()).filter(|c| !c.is_empty())
+}
+
+fn is_number(cell: &str) -> bool {
+    cell.trim().parse::<f64>().is_ok()
+}
+
+/// Whether `held`, the header candidate, starts like the data below it: its first cell is a number over a
+/// number in `next`. A header names its columns and does not start with a number (a corner cell such as
+/// `Year` above `2019 | 2020` is text).
+fn starts_like_data(held: &[String], next: &[String]) -> bool {
+    let Some(first) = held.iter().position(|c| !c.trim().is_empty()) else {
+        return false;
+    };
+    is_number(&held[first]) && next.get(first).is_some_and(|c| is_number(c))
+}
+
+/// Whether every column both rows fill holds a number in both or text in both.
+fn same_kinds(a: &[String], b: &[String]) -> bool {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| !x.trim().is_empty() && !y.trim().is_empty())
+        .all(|(x, y)| is_number(x) == is_number(y))
 }
 
 /// The A1-style name of a 0-based (row, column).

@@ -56,6 +56,11 @@ pub struct Cues {
     pub first: bool,
     /// The end of the file (`the last row`, `the final page`).
     pub last: bool,
+    /// `the first <anything>` (`the first house listed`): the start of a table, though not of a text, where
+    /// "the first time" is no place.
+    pub first_in_table: bool,
+    /// `the last <anything>`, the same for the end.
+    pub last_in_table: bool,
     /// The question, lower-cased, for heading matches.
     lower: String,
 }
@@ -90,6 +95,10 @@ impl Cues {
             }
             let last_word = matches!(*w, "last" | "final" | "bottom");
             let ordinal = ORDINALS.iter().position(|o| o == w).map(|p| p as u32 + 1);
+            if i > 0 && words[i - 1] == "the" && words.get(i + 1).is_some() {
+                cues.first_in_table |= ordinal == Some(1) || *w == "top";
+                cues.last_in_table |= last_word;
+            }
             if let Some(noun) = near_noun(i) {
                 if last_word {
                     cues.last = true;
@@ -186,13 +195,21 @@ pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Pointed {
                 add(c, true, &mut out);
             }
         }
-        if cues.first {
+        let is_sheet = |c: &Candidate| {
+            matches!(
+                serde_json::from_value::<ChunkLocation>(c.location.clone()),
+                Ok(ChunkLocation::Cells { .. })
+            )
+        };
+        if cues.first || cues.first_in_table {
             for c in firsts(f.chunks) {
-                add(c, false, &mut out);
+                if cues.first || is_sheet(c) {
+                    add(c, false, &mut out);
+                }
             }
         }
-        if cues.last
-            && let Some(c) = f.chunks.last()
+        if let Some(c) = f.chunks.last()
+            && (cues.last || (cues.last_in_table && is_sheet(c)))
         {
             add(c, false, &mut out);
         }
@@ -331,7 +348,11 @@ mod tests {
         assert!(!Cues::of("the space at the end of a paragraph's last line").last);
         // `first` without a place noun is not a position.
         let none = Cues::of("Who first described the method?");
-        assert!(!none.first && none.rows.is_empty());
+        assert!(!none.first && none.rows.is_empty() && !none.first_in_table);
+        // `the first <anything>` is the start of a table only.
+        let house = Cues::of("What is the TAX value of the first house listed?");
+        assert!(!house.first && house.first_in_table && !house.last_in_table);
+        assert!(Cues::of("Which is the last flower in the file?").last_in_table);
     }
 
     #[test]
@@ -353,6 +374,10 @@ mod tests {
             ids(&structural(&Cues::of("what is in row 25?"), &files).by_position),
             ["f#1"]
         );
+        assert_eq!(
+            ids(&structural(&Cues::of("the TAX of the first house listed"), &files).by_position),
+            ["f#0"]
+        );
         let pages = [
             chunk(
                 0,
@@ -367,6 +392,11 @@ mod tests {
         assert_eq!(
             ids(&structural(&Cues::of("what is on page 3"), &files).by_position),
             ["f#1"]
+        );
+        assert!(
+            structural(&Cues::of("the first time it was released"), &files)
+                .by_position
+                .is_empty()
         );
         let sections = [
             chunk(

@@ -241,6 +241,23 @@ mod tests {
     }
 
     #[test]
+    fn a_count_line_over_numbers_is_a_preamble_and_numbers_alone_are_rows() {
+        let doc = run(
+            include_bytes!("../../../fixtures/sheet/iris_head.csv"),
+            Format::Csv,
+        );
+        let kinds: Vec<SegmentKind> = doc.segments[..2].iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [SegmentKind::Paragraph, SegmentKind::TableRow]);
+        assert_eq!(doc.segments[1].text, "5.1 | 3.5 | 1.4 | 0.2 | 0");
+        assert_eq!(ranges(&doc)[1], "Sheet1!A2:E2");
+
+        let doc = run(b"1,2,3\n4,5,6\n", Format::Csv);
+        assert!(doc.segments.iter().all(|s| s.kind == SegmentKind::TableRow));
+        let doc = run(b"Year,2019,2020\nSales,10,20\n", Format::Csv);
+        assert_eq!(doc.segments[0].kind, SegmentKind::TableHeader);
+    }
+
+    #[test]
     fn header_with_blank_corner_and_text_rows_stays_the_header() {
         let doc = run(b" ,Q1,Q2\nNorth,high,low\nSouth,low,high\n", Format::Csv);
         assert_eq!(doc.segments[0].kind, SegmentKind::TableHeader);
