@@ -6,8 +6,9 @@
 //! of scikit-learn's data files) is recognised when the next row is wider and all text: the preamble becomes
 //! [`SegmentKind::Paragraph`]s and that row the header (at most [`MAX_PREAMBLE_ROWS`] rows). A first row that
 //! starts with a number over a number is no header: it is the first data row when its cells are of the same
-//! kinds as the row below, else a preamble (iris.csv's `150,4,setosa,...`), and the sheet has no header. A row's text is its cells ([`cell::render`]) joined by `" | "`, from the sheet's
-//! first used column to the row's last non-empty cell, so columns line up with the header. Its location is
+//! kinds as the row below, else a preamble (iris.csv's `150,4,setosa,...`), and the sheet has no header.
+//! A row's text is its cells ([`cell::render`]) joined by `" | "`, from the sheet's first used column to the
+//! row's last non-empty cell, so columns line up with the header. Its location is
 //! [`Location::Cells`] with the A1-style range of exactly those cells, e.g. `A2:D2`.
 //! CSV and TSV files have one sheet, named [`delimited::SHEET_NAME`] (`Sheet1`, as spreadsheet programs call it).
 

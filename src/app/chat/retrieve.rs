@@ -163,7 +163,7 @@ pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Pointed {
     };
     for f in files {
         for c in f.chunks {
-            let loc = serde_json::from_value::<ChunkLocation>(c.location.clone()).ok();
+            let loc = location(c);
             let by_position = match &loc {
                 Some(ChunkLocation::Pages { from, to, .. }) => {
                     cues.pages.iter().any(|p| (from..=to).contains(&p))
@@ -195,12 +195,7 @@ pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Pointed {
                 add(c, true, &mut out);
             }
         }
-        let is_sheet = |c: &Candidate| {
-            matches!(
-                serde_json::from_value::<ChunkLocation>(c.location.clone()),
-                Ok(ChunkLocation::Cells { .. })
-            )
-        };
+        let is_sheet = |c: &Candidate| sheet_of(c).is_some();
         if cues.first || cues.first_in_table {
             for c in firsts(f.chunks) {
                 if cues.first || is_sheet(c) {
@@ -217,16 +212,25 @@ pub fn structural(cues: &Cues, files: &[FileChunks<'_>]) -> Pointed {
     out
 }
 
+/// A chunk's location, when it has a known shape.
+fn location(c: &Candidate) -> Option<ChunkLocation> {
+    serde_json::from_value(c.location.clone()).ok()
+}
+
+/// The sheet a chunk of a spreadsheet is on; `None` for any other chunk.
+fn sheet_of(c: &Candidate) -> Option<String> {
+    match location(c)? {
+        ChunkLocation::Cells { sheet, .. } => Some(sheet),
+        _ => None,
+    }
+}
+
 /// The first chunk of a file, and of each of its sheets.
 fn firsts(chunks: &[Candidate]) -> Vec<&Candidate> {
     let mut out: Vec<&Candidate> = Vec::new();
     let mut sheets: Vec<String> = Vec::new();
     for (i, c) in chunks.iter().enumerate() {
-        let sheet = match serde_json::from_value::<ChunkLocation>(c.location.clone()) {
-            Ok(ChunkLocation::Cells { sheet, .. }) => Some(sheet),
-            _ => None,
-        };
-        match sheet {
+        match sheet_of(c) {
             Some(s) if !sheets.contains(&s) => {
                 sheets.push(s);
                 out.push(c);
