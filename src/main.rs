@@ -186,6 +186,10 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
+    // `docpipe extract-worker`: the hidden extraction worker process (before any CLI parsing or runtime).
+    if let Some(code) = docpipe::pipeline::isolate::main_if_worker() {
+        return code;
+    }
     // A config file must be applied to the environment before clap reads it.
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--config")

@@ -399,7 +399,8 @@ impl From<ClipError> for ApiError {
                 | ExtractError::LimitExceeded(_)
                 | ExtractError::Ocr(_)
                 | ExtractError::Empty(_)
-                | ExtractError::Transcription(_) => {
+                | ExtractError::Transcription(_)
+                | ExtractError::Crashed(_) => {
                     ApiError::with_param(ErrorCode::InvalidAudio, message, file)
                 }
             },

@@ -83,8 +83,8 @@ pub(super) struct Packer<'a> {
     count: &'a dyn Fn(&str) -> usize,
     cur: Option<Open<'a>>,
     carry: Option<Carry<'a>>,
-    /// The last table header and its unit.
-    table_header: Option<(UnitKey<'a>, &'a Segment)>,
+    /// The last table header, its unit and its token count (counted once, not once per row).
+    table_header: Option<(UnitKey<'a>, &'a Segment, usize)>,
     chunks: Vec<Chunk>,
 }
 
@@ -134,7 +134,9 @@ impl<'a> Packer<'a> {
 
     fn track_header(&mut self, seg: &'a Segment, key: &UnitKey<'a>) {
         match seg.kind {
-            SegmentKind::TableHeader => self.table_header = Some((key.clone(), seg)),
+            SegmentKind::TableHeader => {
+                self.table_header = Some((key.clone(), seg, (self.count)(&seg.text)));
+            }
             SegmentKind::TableRow => {}
             _ => self.table_header = None,
         }
@@ -242,7 +244,8 @@ impl<'a> Packer<'a> {
         let fixed = (self.count)("");
         let header = self
             .header_for(seg, key)
-            .map_or(0, |h| (self.count)(&h.text).saturating_sub(fixed));
+            .and(self.table_header.as_ref())
+            .map_or(0, |(_, _, tokens)| tokens.saturating_sub(fixed));
         self.budget
             .saturating_sub(self.overlap + header)
             .max(self.budget / MIN_PIECE_DIVISOR)
@@ -250,10 +253,10 @@ impl<'a> Packer<'a> {
 
     /// The table header to repeat before `seg`, if it is a row of a table whose header fits the share.
     fn header_for(&self, seg: &Segment, key: &UnitKey<'a>) -> Option<&'a Segment> {
-        let (header_key, header) = self.table_header.as_ref()?;
+        let (header_key, header, tokens) = self.table_header.as_ref()?;
         (seg.kind == SegmentKind::TableRow
             && header_key == key
-            && (self.count)(&header.text) <= self.budget / HEADER_SHARE_DIVISOR)
+            && *tokens <= self.budget / HEADER_SHARE_DIVISOR)
             .then_some(*header)
     }
 

@@ -88,6 +88,20 @@ fn decode(
     limits.max_image_width = Some(ctx.limits.max_image_dimension);
     limits.max_image_height = Some(ctx.limits.max_image_dimension);
     limits.max_alloc = Some(ctx.limits.max_image_alloc_bytes);
+    // The header's size first: a valid 20000 x 20000 picture is 400 million pixels to decode and OCR.
+    let mut probe = ImageReader::new(Cursor::new(bytes));
+    probe.set_format(format);
+    probe.limits(limits.clone());
+    if let Ok((width, height)) = probe.into_dimensions() {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > ctx.limits.max_image_pixels {
+            return Err(ExtractError::LimitExceeded(format!(
+                "the image is {width} x {height} = {pixels} pixels, more than the limit of {} \
+                 (max_image_pixels)",
+                ctx.limits.max_image_pixels
+            )));
+        }
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes));
     reader.set_format(format);
     reader.limits(limits);

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod audio;
+pub mod bounds;
 pub mod detect;
 pub mod html;
 pub mod image;
@@ -108,6 +109,27 @@ pub struct Limits {
     pub ocr_dpi: u32,
     /// Most PDF pages OCR'd per file (scanned books are expensive); pages past it are marked not OCR'd.
     pub max_ocr_pages: u32,
+    /// Most memory (resident, in MiB) the extraction worker process may use for one file; past it the
+    /// worker is killed and the file fails with `limit_exceeded`. Its address space is capped a little above.
+    pub max_worker_memory_mb: u64,
+    /// Most text blocks (paragraphs, rows, list items, slides' shapes) one file may yield; DOCX paragraphs,
+    /// table rows and cells are counted before the document is parsed.
+    pub max_segments: u64,
+    /// Most bytes of extracted text per file.
+    pub max_text_bytes: u64,
+    /// Most bytes one PDF stream may inflate to (a FlateDecode bomb fails the file); all streams of a PDF
+    /// together may inflate to at most `max_inflated_bytes`.
+    pub max_stream_bytes: u64,
+    /// Most character codes a PDF font's ToUnicode CMap may map (its ranges summed); a font with a larger
+    /// map is read without it.
+    pub max_cmap_codes: u64,
+    /// Most columns read per spreadsheet row (cells to the right are dropped, and the sheet says so).
+    pub max_columns: u32,
+    /// Most pixels (width x height) an image may have to be decoded and OCR'd.
+    pub max_image_pixels: u64,
+    /// Most chunks one file is cut into; more fails the file (embedding them would hold the embedder for
+    /// minutes).
+    pub max_chunks: u64,
 }
 
 impl Default for Limits {
@@ -125,12 +147,21 @@ impl Default for Limits {
             ocr_language: "eng".to_owned(),
             ocr_dpi: 200,
             max_ocr_pages: 100,
+            max_worker_memory_mb: 1024,
+            max_segments: 1_000_000,
+            max_text_bytes: 32 * 1024 * 1024,
+            max_stream_bytes: 128 * 1024 * 1024,
+            max_cmap_codes: 131_072,
+            max_columns: 2_048,
+            max_image_pixels: 60_000_000,
+            max_chunks: 20_000,
         }
     }
 }
 
 /// Why a file could not be extracted. Each variant has a stable machine-readable [`code`](ExtractError::code).
-#[derive(Debug, thiserror::Error)]
+/// Serializable, so it crosses the pipe from an extraction worker process unchanged.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum ExtractError {
     /// The bytes are not a valid file of the detected format.
     #[error("the file is corrupt or truncated: {0}")]
@@ -156,6 +187,9 @@ pub enum ExtractError {
     /// Speech recognition of an audio file failed.
     #[error("transcription failed: {0}")]
     Transcription(String),
+    /// The extraction worker process died on this file (a crash in a parser, not a limit or the deadline).
+    #[error("the extractor crashed on this file: {0}")]
+    Crashed(String),
 }
 
 impl ExtractError {
@@ -170,6 +204,7 @@ impl ExtractError {
             ExtractError::Ocr(_) => "ocr_failed",
             ExtractError::Empty(_) => "no_content",
             ExtractError::Transcription(_) => "transcription_failed",
+            ExtractError::Crashed(_) => "extractor_crashed",
         }
     }
 }
@@ -196,7 +231,7 @@ pub fn extract(input: &Input<'_>, ctx: &Context<'_>) -> Result<Document, Extract
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         extractor.extract(input, ctx)
     })) {
-        Ok(result) => result,
+        Ok(result) => result.and_then(|doc| bounds::bound(doc, ctx.limits)),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()

@@ -66,7 +66,15 @@ impl Extractor for DocxExtractor {
         let numberings = first_part(&mut zip, &rels, "numbering")?
             .filter(|b| xml::check_well_formed(b, "numbering").is_ok())
             .and_then(|b| Numberings::from_xml(&b[..]).ok());
-        xml::check_well_formed(&doc_xml, &main)?;
+        // docx-rs builds the whole tree (about a kilobyte per paragraph): count before building it.
+        let blocks = xml::well_formed_count(&doc_xml, &main, &["p", "tr", "tc"])?;
+        if blocks > ctx.limits.max_segments {
+            return Err(ExtractError::LimitExceeded(format!(
+                "{main} has {blocks} paragraphs, table rows and cells, more than the limit of {} \
+                 (max_segments)",
+                ctx.limits.max_segments
+            )));
+        }
         let body = docx_rs::Document::from_xml(&doc_xml[..])
             .map_err(|e| ExtractError::Corrupt(format!("{main}: {e}")))?;
 

@@ -6,6 +6,7 @@
 //! one page is caught and only that page is lost (it is then treated as a page without text).
 
 mod guard;
+mod streams;
 mod text;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -43,8 +44,13 @@ impl Extractor for PdfExtractor {
         }
         guard::sanitize(&mut pdf, &page_ids)?;
         ctx.check_deadline()?;
+        let streams = streams::check(&mut pdf, ctx.limits)?;
+        ctx.check_deadline()?;
 
         let mut doc = Document::default();
+        if streams.cmaps_dropped > 0 {
+            doc.set_meta("cmaps_dropped", streams.cmaps_dropped);
+        }
         info_metadata(&pdf, &mut doc);
         doc.set_meta("pages", count);
         let texts = page_texts(&pdf, count, ctx)?;

@@ -227,22 +227,34 @@ fn extract_workbook(
             "visibility": visibility(sheet.visible),
         });
         if sheet.typ == SheetType::WorkSheet {
-            let range = workbook.worksheet_range(&sheet.name).map_err(|e| {
-                ExtractError::Corrupt(format!("cannot read sheet {}: {e}", sheet.name))
-            })?;
-            let (height, width) = range.get_size();
-            cells_read = cells_read.saturating_add((height as u64).saturating_mul(width as u64));
-            if cells_read > ctx.limits.max_cells {
-                return Err(ExtractError::LimitExceeded(format!(
-                    "more than {} spreadsheet cells",
-                    ctx.limits.max_cells
-                )));
-            }
-            let mut writer =
-                SheetWriter::new(&sheet.name, first_used_col(&range), &mut doc.segments);
-            write_range(&range, &mut writer);
-            if let (Some(dims), Some(obj)) = (writer.finish(), detail.as_object_mut()) {
-                obj.extend(dims.as_object().cloned().unwrap_or_default());
+            let max_columns = ctx.limits.max_columns as usize;
+            let truncated = if let Sheets::Xlsx(xlsx) = &mut workbook {
+                // Cell by cell: a dense range would allocate by the span of the cells (A1 and XFD1048576
+                // are 17 billion cells apart), whatever few cells there are.
+                let cells = sparse_cells(xlsx, &sheet.name, ctx, &mut cells_read)?;
+                let first_col = cells.iter().map(|c| c.1).min().unwrap_or(0);
+                let mut writer = SheetWriter::new(&sheet.name, first_col, &mut doc.segments);
+                let truncated = write_sparse(&cells, first_col, max_columns, &mut writer);
+                finish_sheet(writer, &mut detail);
+                truncated
+            } else {
+                let range = workbook.worksheet_range(&sheet.name).map_err(|e| {
+                    ExtractError::Corrupt(format!("cannot read sheet {}: {e}", sheet.name))
+                })?;
+                let (height, width) = range.get_size();
+                cells_read =
+                    cells_read.saturating_add((height as u64).saturating_mul(width as u64));
+                if cells_read > ctx.limits.max_cells {
+                    return Err(too_many_cells(ctx));
+                }
+                let mut writer =
+                    SheetWriter::new(&sheet.name, first_used_col(&range), &mut doc.segments);
+                let truncated = write_range(&range, max_columns, &mut writer);
+                finish_sheet(writer, &mut detail);
+                truncated
+            };
+            if truncated && let Some(obj) = detail.as_object_mut() {
+                obj.insert("columns_truncated_at".into(), json!(max_columns));
             }
         }
         details.push(detail);
@@ -307,15 +319,98 @@ fn first_used_col(range: &Range<Data>) -> u32 {
     start_col + offset as u32
 }
 
-fn write_range(range: &Range<Data>, writer: &mut SheetWriter<'_>) {
+/// Writes a dense range's rows, each cut at `max_columns` cells; true when a row was cut.
+fn write_range(range: &Range<Data>, max_columns: usize, writer: &mut SheetWriter<'_>) -> bool {
     let Some((start_row, start_col)) = range.start() else {
-        return;
+        return false;
     };
     let skip = writer.first_col.saturating_sub(start_col) as usize;
+    let mut truncated = false;
     for (i, row) in range.rows().enumerate() {
-        let cells: Vec<String> = row.iter().skip(skip).map(cell::render).collect();
+        truncated |= row.len().saturating_sub(skip) > max_columns;
+        let cells: Vec<String> = row
+            .iter()
+            .skip(skip)
+            .take(max_columns)
+            .map(cell::render)
+            .collect();
         writer.row(start_row + i as u32, &cells);
     }
+    truncated
+}
+
+/// Cells read from an XLSX sheet one at a time.
+const CELLS_PER_CHECK: u64 = 4096;
+
+/// The non-empty cells of an XLSX sheet as (row, column, text), sorted; counts them into `cells_read`.
+fn sparse_cells(
+    xlsx: &mut Xlsx<Cursor<&[u8]>>,
+    name: &str,
+    ctx: &Context<'_>,
+    cells_read: &mut u64,
+) -> Result<Vec<(u32, u32, String)>, ExtractError> {
+    let corrupt = |e: XlsxError| ExtractError::Corrupt(format!("cannot read sheet {name}: {e}"));
+    let mut reader = match xlsx.worksheet_cells_reader(name) {
+        Ok(r) => r,
+        Err(XlsxError::NotAWorksheet(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(corrupt(e)),
+    };
+    let mut cells = Vec::new();
+    while let Some(cell) = reader.next_cell().map_err(corrupt)? {
+        let (row, col) = cell.get_position();
+        let text = cell::render(&Data::from(cell.get_value().clone()));
+        if text.is_empty() {
+            continue;
+        }
+        *cells_read += 1;
+        if *cells_read > ctx.limits.max_cells {
+            return Err(too_many_cells(ctx));
+        }
+        if cells_read.is_multiple_of(CELLS_PER_CHECK) {
+            ctx.check_deadline()?;
+        }
+        cells.push((row, col, text));
+    }
+    cells.sort_unstable_by_key(|c| (c.0, c.1));
+    Ok(cells)
+}
+
+/// Writes sorted sparse cells row by row from `first_col`, at most `max_columns` per row (the gaps between
+/// cells are empty cells); true when a row was cut.
+fn write_sparse(
+    cells: &[(u32, u32, String)],
+    first_col: u32,
+    max_columns: usize,
+    writer: &mut SheetWriter<'_>,
+) -> bool {
+    let mut truncated = false;
+    for row in cells.chunk_by(|a, b| a.0 == b.0) {
+        let mut values: Vec<String> = Vec::new();
+        for (_, col, text) in row {
+            let i = (col - first_col) as usize;
+            if i >= max_columns {
+                truncated = true;
+                break;
+            }
+            values.resize(i, String::new());
+            values.push(text.clone());
+        }
+        writer.row(row[0].0, &values);
+    }
+    truncated
+}
+
+fn finish_sheet(writer: SheetWriter<'_>, detail: &mut serde_json::Value) {
+    if let (Some(dims), Some(obj)) = (writer.finish(), detail.as_object_mut()) {
+        obj.extend(dims.as_object().cloned().unwrap_or_default());
+    }
+}
+
+fn too_many_cells(ctx: &Context<'_>) -> ExtractError {
+    ExtractError::LimitExceeded(format!(
+        "more than {} spreadsheet cells",
+        ctx.limits.max_cells
+    ))
 }
 
 fn sheet_type(typ: SheetType) -> &'static str {

@@ -108,13 +108,24 @@ impl<'a> Walker<'a> {
 /// Fails with `Corrupt` unless `bytes` is one well-formed XML element tree. docx-rs's parser loops forever
 /// on some truncated XML (an unclosed `<w:p>`), so every part is checked with quick-xml before it gets there.
 pub fn check_well_formed(bytes: &[u8], part: &str) -> Result<(), ExtractError> {
+    well_formed_count(bytes, part, &[]).map(drop)
+}
+
+/// [`check_well_formed`] that also counts the elements whose local name (after any `prefix:`) is one of
+/// `names`, e.g. DOCX paragraphs, rows and cells before the whole part is parsed into a tree.
+pub fn well_formed_count(bytes: &[u8], part: &str, names: &[&str]) -> Result<u64, ExtractError> {
     let mut walker = Walker::new(bytes, part);
     let (mut depth, mut elements) = (0usize, 0usize);
+    let mut counted = 0u64;
     while let Some(node) = walker.next_node()? {
         match node {
-            Node::Open(_) => {
+            Node::Open(e) => {
                 depth += 1;
                 elements += 1;
+                let local = e.name.rsplit(':').next().unwrap_or(&e.name);
+                if names.contains(&local) {
+                    counted += 1;
+                }
             }
             Node::Close(_) => depth = depth.saturating_sub(1),
             Node::Text(_) => {}
@@ -125,7 +136,7 @@ pub fn check_well_formed(bytes: &[u8], part: &str) -> Result<(), ExtractError> {
             "{part}: malformed XML: the document is incomplete"
         )));
     }
-    Ok(())
+    Ok(counted)
 }
 
 /// One relationship of an OPC part (`*.rels`).

@@ -20,6 +20,9 @@ const BUILT_IN: [(&str, &str); 6] = [
     ("audio.toml", include_str!("../../pipelines/audio.toml")),
 ];
 
+/// Smallest memory limit of an extraction worker (the process itself needs some).
+const MIN_WORKER_MEMORY_MB: u64 = 64;
+
 /// A processing step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -167,6 +170,25 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineDef, DefinitionError> {
     if l.max_cells == 0 || l.max_image_dimension == 0 || l.max_image_alloc_bytes == 0 {
         return Err(fail(
             "max_cells, max_image_dimension and max_image_alloc_bytes must be > 0".into(),
+        ));
+    }
+    if l.max_worker_memory_mb < MIN_WORKER_MEMORY_MB {
+        return Err(fail(format!(
+            "max_worker_memory_mb must be at least {MIN_WORKER_MEMORY_MB}"
+        )));
+    }
+    if l.max_segments == 0
+        || l.max_text_bytes == 0
+        || l.max_stream_bytes == 0
+        || l.max_cmap_codes == 0
+        || l.max_columns == 0
+        || l.max_image_pixels == 0
+        || l.max_chunks == 0
+    {
+        return Err(fail(
+            "max_segments, max_text_bytes, max_stream_bytes, max_cmap_codes, max_columns, \
+             max_image_pixels and max_chunks must be > 0"
+                .into(),
         ));
     }
     if l.max_audio_seconds.is_nan() || l.max_audio_seconds <= 0.0 {

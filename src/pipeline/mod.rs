@@ -2,13 +2,14 @@
 //! background (`queued -> processing -> ready | failed`) with progress, and every change is published as
 //! a [`FileEvent`].
 //!
-//! What runs where: upload streaming, SQLite and event fan-out run on the async runtime; extraction runs on
-//! one dedicated OS thread per job (large stack, so deep but finite recursion in a parser cannot overflow),
-//! at most `ingest_workers` at a time. The queue itself is the `files` table, so it survives restarts: files
+//! What runs where: upload streaming, SQLite and event fan-out run on the async runtime; extraction runs in
+//! a worker process under hard limits ([`isolate`]), at most `ingest_workers` at a time; transcription of
+//! audio runs on one dedicated OS thread per file. The queue itself is the `files` table, so it survives restarts: files
 //! found `processing` at start are queued again. Nothing here holds a lock across an await.
 
 pub mod asr;
 pub mod definitions;
+pub mod isolate;
 mod upload;
 mod worker;
 
@@ -89,6 +90,8 @@ struct Shared {
     shutdown: CancellationToken,
     /// The speech recognition engine, set once at start (audio files wait for it).
     asr: std::sync::OnceLock<crate::models::asr::AsrHandle>,
+    /// Extraction worker processes.
+    isolation: isolate::Pool,
 }
 
 /// The ingestion service: uploads, file queries and the worker pool.
@@ -111,6 +114,7 @@ impl Ingest {
                 store,
                 search,
                 pipelines,
+                isolation: isolate::Pool::new(config.workers),
                 config,
                 events,
                 wake: Notify::new(),

@@ -1,5 +1,6 @@
-//! One ingestion worker: claims the oldest queued file, extracts it on a dedicated thread under the
-//! pipeline's deadline, records progress while it runs, and stores the result or the failure.
+//! One ingestion worker: claims the oldest queued file, extracts it in a worker process under the
+//! pipeline's deadline and limits ([`super::isolate`]), records progress while it runs, and stores the
+//! result or the failure.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,15 +9,15 @@ use tokio::sync::{oneshot, watch};
 
 use super::Shared;
 use crate::chunk;
-use crate::extract::{self, Context, ExtractError, Format, Input};
+use crate::extract::{Context, ExtractError, Format};
 use crate::index::service::EMBED_BATCH;
 use crate::models::embed::MODEL_NAME;
 use crate::store::{StoredChunk, doc_key};
 use crate::types::{Document, FileError, FileRecord, Progress};
 
-/// Stack of an extraction thread: generous, so deep (but bounded) recursion in a parser is safe.
-const EXTRACT_STACK_BYTES: usize = 256 * 1024 * 1024;
-/// Extra time after the pipeline's deadline before a still-running extraction is abandoned.
+/// Stack of a transcription thread.
+const TRANSCRIBE_STACK_BYTES: usize = 16 * 1024 * 1024;
+/// Extra time after the pipeline's deadline before a still-running transcription is abandoned.
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 /// How often progress is written to the database at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -134,6 +135,15 @@ async fn ingest(shared: &Shared, file: &FileRecord) -> Result<(), FileError> {
         .map_err(|e| internal("chunking failed", &e))?
         .map_err(|e| internal("chunking failed", &e))?;
         let total = chunks.len() as u64;
+        if total > def.limits.max_chunks {
+            return Err(FileError {
+                code: "limit_exceeded".into(),
+                message: format!(
+                    "limit exceeded: the text makes {total} chunks, more than the limit of {} (max_chunks)",
+                    def.limits.max_chunks
+                ),
+            });
+        }
         let mut vectors = Vec::with_capacity(chunks.len());
         let mut last = tokio::time::Instant::now();
         for batch in chunks.chunks(EMBED_BATCH) {
@@ -222,11 +232,61 @@ async fn extract_file(shared: &Shared, file: &FileRecord) -> Result<Document, Fi
         .map_err(|e| internal("cannot read the stored file", &e))?;
 
     let timeout = Duration::from_secs(limits.timeout_secs);
+    let deadline = Instant::now() + timeout;
     let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
-    let (done_tx, mut done_rx) = oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name(format!("extract-{}", file.id))
-        .stack_size(EXTRACT_STACK_BYTES)
+    let work = async move {
+        let (doc, timings) = shared
+            .isolation
+            .extract(&bytes, format, &limits, timeout, &progress_tx)
+            .await?;
+        tracing::debug!(
+            startup_ms = timings.startup.as_secs_f64() * 1e3,
+            exchange_ms = timings.exchange.as_secs_f64() * 1e3,
+            reply_bytes = timings.reply_bytes,
+            "extracted in a worker process"
+        );
+        match asr {
+            Some(asr) => transcribe(doc, asr, bytes, format, limits, deadline, progress_tx).await,
+            None => Ok(doc),
+        }
+    };
+    tokio::pin!(work);
+    let mut last_write = tokio::time::Instant::now() - PROGRESS_INTERVAL;
+    let mut progress_open = true;
+    loop {
+        tokio::select! {
+            result = &mut work => return result.map_err(|e| failure(&e)),
+            changed = progress_rx.changed(), if progress_open => {
+                if changed.is_err() {
+                    // The sender is gone: the result is on the way.
+                    progress_open = false;
+                    continue;
+                }
+                if last_write.elapsed() >= PROGRESS_INTERVAL {
+                    last_write = tokio::time::Instant::now();
+                    let progress = progress_rx.borrow_and_update().clone();
+                    shared.report(file, progress).await;
+                }
+            }
+        }
+    }
+}
+
+/// Transcribes an extracted audio file on a dedicated thread (the model lives in this process), giving up
+/// at the deadline plus a grace.
+async fn transcribe(
+    doc: Document,
+    asr: crate::models::asr::AsrHandle,
+    bytes: Vec<u8>,
+    format: Format,
+    limits: crate::extract::Limits,
+    deadline: Instant,
+    progress_tx: watch::Sender<Progress>,
+) -> Result<Document, ExtractError> {
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("transcribe".to_owned())
+        .stack_size(TRANSCRIBE_STACK_BYTES)
         .spawn(move || {
             let report = |done: u64, total: u64, unit: &'static str| {
                 progress_tx.send_replace(Progress {
@@ -237,55 +297,21 @@ async fn extract_file(shared: &Shared, file: &FileRecord) -> Result<Document, Fi
             };
             let ctx = Context {
                 limits: &limits,
-                deadline: Instant::now() + timeout,
+                deadline,
                 progress: &report,
             };
-            let result = extract::extract(
-                &Input {
-                    bytes: &bytes,
-                    format,
-                },
-                &ctx,
-            );
-            let result = match (result, &asr) {
-                (Ok(doc), Some(asr)) => super::asr::add_transcript(doc, asr, &bytes, format, &ctx),
-                (result, _) => result,
-            };
+            let result = super::asr::add_transcript(doc, &asr, &bytes, format, &ctx);
             // The receiver is gone only when the worker gave up waiting.
             let _ = done_tx.send(result);
-        });
-    if let Err(e) = spawned {
-        return Err(internal("cannot start an extraction thread", &e));
-    }
-
-    let hard_deadline = tokio::time::Instant::now() + timeout + DEADLINE_GRACE;
-    let mut last_write = tokio::time::Instant::now() - PROGRESS_INTERVAL;
-    let mut progress_open = true;
-    loop {
-        tokio::select! {
-            result = &mut done_rx => {
-                return match result {
-                    Ok(Ok(doc)) => Ok(doc),
-                    Ok(Err(e)) => Err(failure(&e)),
-                    Err(_) => Err(internal("the extraction thread died", &"no result")),
-                };
-            }
-            changed = progress_rx.changed(), if progress_open => {
-                if changed.is_err() {
-                    // The thread dropped its progress sender: its result is on the way.
-                    progress_open = false;
-                    continue;
-                }
-                if last_write.elapsed() >= PROGRESS_INTERVAL {
-                    last_write = tokio::time::Instant::now();
-                    let progress = progress_rx.borrow_and_update().clone();
-                    shared.report(file, progress).await;
-                }
-            }
-            () = tokio::time::sleep_until(hard_deadline) => {
-                return Err(failure(&ExtractError::Timeout));
-            }
-        }
+        })
+        .map_err(|e| ExtractError::Transcription(format!("cannot start a thread: {e}")))?;
+    let hard_deadline = tokio::time::Instant::from_std(deadline) + DEADLINE_GRACE;
+    match tokio::time::timeout_at(hard_deadline, done_rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(ExtractError::Transcription(
+            "the transcription thread died".to_owned(),
+        )),
+        Err(_) => Err(ExtractError::Timeout),
     }
 }
 

@@ -35,6 +35,7 @@ pub fn extract(
     let mut cells: u64 = 0;
     let mut records: u64 = 0;
     let mut record = csv::StringRecord::new();
+    let mut truncated = false;
     let mut lines = LineCounter::new(&text);
     loop {
         match reader.read_record(&mut record) {
@@ -59,7 +60,13 @@ pub fn extract(
         }
         let start = record.position().map_or(0, |p| p.byte());
         let row = lines.row_at(usize::try_from(start).unwrap_or(usize::MAX));
-        let values: Vec<String> = record.iter().map(|v| v.trim().to_owned()).collect();
+        let max_columns = ctx.limits.max_columns as usize;
+        truncated |= record.len() > max_columns;
+        let values: Vec<String> = record
+            .iter()
+            .take(max_columns)
+            .map(|v| v.trim().to_owned())
+            .collect();
         writer.row(row, &values);
     }
     let dims = writer.finish();
@@ -76,6 +83,9 @@ pub fn extract(
     let mut detail = json!({"name": SHEET_NAME, "type": "worksheet", "visibility": "visible"});
     if let (Some(obj), Some(extra)) = (detail.as_object_mut(), dims.as_object()) {
         obj.extend(extra.clone());
+        if truncated {
+            obj.insert("columns_truncated_at".into(), json!(ctx.limits.max_columns));
+        }
     }
     doc.set_meta("sheet_details", json!([detail]));
     doc.set_meta("cells", cells);
