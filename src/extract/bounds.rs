@@ -29,7 +29,11 @@ pub fn bound(mut doc: Document, limits: &Limits) -> Result<Document, ExtractErro
             limits.max_text_bytes
         )));
     }
-    if doc.segments.iter().any(|s| s.text.len() > MAX_SEGMENT_BYTES) {
+    if doc
+        .segments
+        .iter()
+        .any(|s| s.text.len() > MAX_SEGMENT_BYTES)
+    {
         let mut out = Vec::with_capacity(doc.segments.len());
         for seg in doc.segments {
             if seg.text.len() <= MAX_SEGMENT_BYTES {
@@ -94,9 +98,14 @@ mod tests {
     #[test]
     fn a_long_line_is_cut_at_words_and_loses_no_text() {
         let line = "word ".repeat(100_000);
-        let out = bound(doc(&[line.clone()]), &Limits::default()).expect("within limits");
+        let out =
+            bound(doc(std::slice::from_ref(&line)), &Limits::default()).expect("within limits");
         assert!(out.segments.len() > 5);
-        assert!(out.segments.iter().all(|s| s.text.len() <= MAX_SEGMENT_BYTES));
+        assert!(
+            out.segments
+                .iter()
+                .all(|s| s.text.len() <= MAX_SEGMENT_BYTES)
+        );
         assert!(out.segments.iter().all(|s| !s.text.starts_with(' ')));
         let words: usize = out
             .segments

@@ -190,7 +190,8 @@ mod tests {
     fn inflated_sizes_are_counted_up_to_the_cap() {
         use std::io::Write as _;
         let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(&vec![b'A'; 10 * 1024 * 1024]).expect("compress");
+        enc.write_all(&vec![b'A'; 10 * 1024 * 1024])
+            .expect("compress");
         let bomb = enc.finish().expect("compress");
         assert!(bomb.len() < 64 * 1024);
         assert_eq!(inflated_size(&bomb, u64::MAX), 10 * 1024 * 1024);

@@ -6,8 +6,8 @@
 //! logs through `tracing`: stderr carries panics and allocation failures, which the server reads.
 
 use std::io::{self, BufReader, BufWriter};
-use std::sync::Mutex;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, UsageWho, getrusage, setrlimit};

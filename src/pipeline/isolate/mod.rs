@@ -60,7 +60,13 @@ const STDERR_TAIL: usize = 4096;
 const ALLOC_FAILURE: &str = "memory allocation of";
 /// Environment passed to a worker (everything else is cleared): where Tesseract and poppler are, and
 /// Tesseract's data.
-const PASSED_ENV: [&str; 5] = ["PATH", "TESSDATA_PREFIX", "TMPDIR", "LANG", "LD_LIBRARY_PATH"];
+const PASSED_ENV: [&str; 5] = [
+    "PATH",
+    "TESSDATA_PREFIX",
+    "TMPDIR",
+    "LANG",
+    "LD_LIBRARY_PATH",
+];
 
 /// The process limits a category's extraction runs under.
 pub fn process_limits(limits: &Limits) -> ProcessLimits {
@@ -349,9 +355,8 @@ impl Worker {
         let tail = self.tail();
         let pid = self.pid;
         self.kill().await;
-        let status = match status {
-            Ok(Ok(s)) => s,
-            _ => return ExtractError::Crashed(format!("the worker stopped answering: {io}")),
+        let Ok(Ok(status)) = status else {
+            return ExtractError::Crashed(format!("the worker stopped answering: {io}"));
         };
         use std::os::unix::process::ExitStatusExt as _;
         let signal = status.signal().and_then(|s| Signal::try_from(s).ok());
@@ -392,7 +397,11 @@ async fn write_frame(w: &mut ChildStdin, payload: &[u8]) -> std::io::Result<()> 
     w.write_all(payload).await
 }
 
-async fn drain_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Vec<u8>>>, pid: i32) {
+async fn drain_stderr(
+    mut stderr: tokio::process::ChildStderr,
+    tail: Arc<Mutex<Vec<u8>>>,
+    pid: i32,
+) {
     let mut buf = vec![0u8; 4096];
     loop {
         match stderr.read(&mut buf).await {
