@@ -115,7 +115,8 @@ impl From<&Progress> for ProgressDto {
 #[derive(Debug, Clone, Object)]
 pub struct FileErrorDto {
     /// Stable code: `corrupt_file`, `encrypted_pdf`, `password_protected`, `limit_exceeded`,
-    /// `extraction_timeout`, `ocr_failed`, `no_content`, `processing_crashed`, `internal_error`.
+    /// `extraction_timeout`, `extractor_crashed`, `ocr_failed`, `no_content`, `processing_crashed`,
+    /// `internal_error`.
     pub code: String,
     /// What went wrong, for people.
     pub message: String,

@@ -133,8 +133,19 @@ pub fn chunk_document(
     cfg: &ChunkConfig,
     count: &dyn Fn(&str) -> usize,
 ) -> Result<Vec<Chunk>, ChunkError> {
+    chunk_document_at_most(doc, cfg, count, usize::MAX)
+}
+
+/// Like [`chunk_document`], but stops once it has made more than `max_chunks` chunks (the result then has
+/// `max_chunks + 1`), so a file over the limit costs only the limit's worth of work to refuse.
+pub fn chunk_document_at_most(
+    doc: &Document,
+    cfg: &ChunkConfig,
+    count: &dyn Fn(&str) -> usize,
+    max_chunks: usize,
+) -> Result<Vec<Chunk>, ChunkError> {
     cfg.validate()?;
-    Ok(pack::Packer::new(cfg, count).run(&doc.segments))
+    Ok(pack::Packer::new(cfg, count).run(&doc.segments, max_chunks))
 }
 
 /// The document's text rebuilt from its chunks: their [`Chunk::content`]s joined by `"\n"`. Equal to

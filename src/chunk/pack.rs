@@ -101,8 +101,12 @@ impl<'a> Packer<'a> {
         }
     }
 
-    pub(super) fn run(mut self, segments: &'a [Segment]) -> Vec<Chunk> {
+    /// Packs `segments`, stopping early once more than `max_chunks` chunks are made.
+    pub(super) fn run(mut self, segments: &'a [Segment], max_chunks: usize) -> Vec<Chunk> {
         for (index, seg) in segments.iter().enumerate() {
+            if self.chunks.len() > max_chunks {
+                return self.chunks;
+            }
             if seg.text.trim().is_empty() {
                 continue;
             }

@@ -154,7 +154,7 @@ impl Default for Limits {
             max_cmap_codes: 131_072,
             max_columns: 2_048,
             max_image_pixels: 60_000_000,
-            max_chunks: 20_000,
+            max_chunks: 3_000,
         }
     }
 }

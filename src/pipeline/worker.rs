@@ -128,8 +128,9 @@ async fn ingest(shared: &Shared, file: &FileRecord) -> Result<(), FileError> {
         };
         let cfg = def.chunking;
         let counter = search.embedder().token_counter();
+        let max_chunks = usize::try_from(def.limits.max_chunks).unwrap_or(usize::MAX);
         let chunks = tokio::task::spawn_blocking(move || {
-            chunk::chunk_document(&doc, &cfg, &|t| counter.count(t))
+            chunk::chunk_document_at_most(&doc, &cfg, &|t| counter.count(t), max_chunks)
         })
         .await
         .map_err(|e| internal("chunking failed", &e))?
@@ -139,7 +140,7 @@ async fn ingest(shared: &Shared, file: &FileRecord) -> Result<(), FileError> {
             return Err(FileError {
                 code: "limit_exceeded".into(),
                 message: format!(
-                    "limit exceeded: the text makes {total} chunks, more than the limit of {} (max_chunks)",
+                    "limit exceeded: the text makes more than {} chunks (max_chunks); split the file or raise the limit in its pipeline",
                     def.limits.max_chunks
                 ),
             });

@@ -143,6 +143,16 @@ impl Server {
         }
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the server process has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The server's log file.
     pub fn log(&self) -> PathBuf {
         self.data_dir.with_extension("log")

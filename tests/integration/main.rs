@@ -12,6 +12,7 @@ mod crafted;
 mod embeddings;
 mod files;
 mod fixtures;
+mod hostile;
 mod limits;
 mod monitoring;
 mod openapi;
