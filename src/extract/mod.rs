@@ -149,7 +149,7 @@ impl Default for Limits {
             max_ocr_pages: 100,
             max_worker_memory_mb: 1024,
             max_segments: 1_000_000,
-            max_text_bytes: 32 * 1024 * 1024,
+            max_text_bytes: 8 * 1024 * 1024,
             max_stream_bytes: 128 * 1024 * 1024,
             max_cmap_codes: 131_072,
             max_columns: 2_048,

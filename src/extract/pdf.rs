@@ -98,7 +98,11 @@ impl Extractor for PdfExtractor {
 fn load(bytes: &[u8]) -> Result<PdfDoc, ExtractError> {
     // lopdf already decrypts with the empty password while loading; a file needing another password
     // loads still encrypted (or fails with a password error).
-    let mut pdf = match catch_unwind(|| PdfDoc::load_mem(bytes)) {
+    let options = lopdf::LoadOptions {
+        filter: Some(streams::load_filter),
+        ..Default::default()
+    };
+    let mut pdf = match catch_unwind(|| PdfDoc::load_mem_with_options(bytes, options)) {
         Ok(Ok(pdf)) => pdf,
         Ok(Err(lopdf::Error::InvalidPassword | lopdf::Error::Decryption(_))) => {
             return Err(ExtractError::EncryptedPdf);
@@ -110,6 +114,7 @@ fn load(bytes: &[u8]) -> Result<PdfDoc, ExtractError> {
             ));
         }
     };
+    streams::check_object_streams(&pdf)?;
     if pdf.is_encrypted() && pdf.decrypt("").is_err() {
         return Err(ExtractError::EncryptedPdf);
     }
@@ -122,10 +127,13 @@ fn load(bytes: &[u8]) -> Result<PdfDoc, ExtractError> {
 /// the page tree for every page); when a page fails, the walk resumes page by page after it.
 fn page_texts(pdf: &PdfDoc, count: usize, ctx: &Context<'_>) -> Result<Vec<String>, ExtractError> {
     let total = count as u64;
-    let mut out = PageText::new(ctx, total);
+    let mut out = PageText::new(ctx, total, 0);
     let whole = catch_unwind(AssertUnwindSafe(|| pdf_extract::output_doc(pdf, &mut out)));
     if out.timed_out {
         return Err(ExtractError::Timeout);
+    }
+    if out.over_limit {
+        return Err(too_much_text(ctx));
     }
     let mut texts = vec![String::new(); count];
     let mut next = 1;
@@ -139,12 +147,16 @@ fn page_texts(pdf: &PdfDoc, count: usize, ctx: &Context<'_>) -> Result<Vec<Strin
         // The page that failed keeps what was read of it; carry on with the pages after it.
         for page in next..=u32::try_from(count).unwrap_or(u32::MAX) {
             ctx.check_deadline()?;
-            let mut one = PageText::new(ctx, total);
+            let already = texts.iter().map(|t| t.len() as u64).sum();
+            let mut one = PageText::new(ctx, total, already);
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 pdf_extract::output_doc_page(pdf, &mut one, page)
             }));
             if one.timed_out {
                 return Err(ExtractError::Timeout);
+            }
+            if one.over_limit {
+                return Err(too_much_text(ctx));
             }
             if let (Some(slot), Some((_, text))) =
                 (texts.get_mut(page_index(page)), one.pages.pop())
@@ -155,6 +167,13 @@ fn page_texts(pdf: &PdfDoc, count: usize, ctx: &Context<'_>) -> Result<Vec<Strin
         }
     }
     Ok(texts)
+}
+
+fn too_much_text(ctx: &Context<'_>) -> ExtractError {
+    ExtractError::LimitExceeded(format!(
+        "the PDF has more than {} bytes of text (max_text_bytes)",
+        ctx.limits.max_text_bytes
+    ))
 }
 
 /// OCRs the pages `limits.ocr` selects, up to `limits.max_ocr_pages`; keyed by 1-based page number.

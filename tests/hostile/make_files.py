@@ -14,6 +14,9 @@ Classes (from issue 20):
   wide.csv              100,000 columns, 10 rows
   huge.png              a valid 20000 x 20000 grayscale PNG
   one_line.txt          10,000,000 bytes of words on a single line
+  objstm_bomb.pdf       an object stream (/Type /ObjStm) claiming a million objects, inflating to 512 MiB
+  form_fanout.pdf       form XObjects nested 9 deep, each drawing the next 10 times (10^9 draws)
+  big_text.pdf          50 MB of text operators on 400 pages in 2 MB of FlateDecode
 """
 
 import io
@@ -81,6 +84,74 @@ def flate_bomb_pdf(inflated=512 * MIB):
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
         stream(data, b"/Filter /FlateDecode"),
     ])
+
+
+def objstm_bomb_pdf(inflated=512 * MIB):
+    comp = zlib.compressobj(9)
+    header = b" ".join(b"%d 0" % (10 + i) for i in range(1000)) + b" "
+    parts = [comp.compress(header)]
+    parts += [comp.compress(b"0" * MIB) for _ in range(inflated // MIB)]
+    parts.append(comp.flush())
+    data = b"".join(parts)
+    content = b"BT /F1 24 Tf 72 700 Td (Object stream bomb) Tj ET"
+    return pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        stream(content),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        stream(data, b"/Type /ObjStm /N 1000000 /First %d /Filter /FlateDecode" % len(header)),
+    ])
+
+
+def form_fanout_pdf(depth=9, fanout=10):
+    # Object 4 is the page's content; forms are objects 6 .. 6+depth-1; the last one shows text.
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> /XObject << /X 6 0 R >> >> >>",
+        stream(b"/X Do"),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for level in range(depth):
+        obj = 6 + level
+        if level + 1 < depth:
+            body = b" ".join([b"/X Do"] * fanout)
+            res = b"/Resources << /Font << /F1 5 0 R >> /XObject << /X %d 0 R >> >>" % (obj + 1)
+        else:
+            body = b"BT /F1 12 Tf 72 700 Td (fan out) Tj ET"
+            res = b"/Resources << /Font << /F1 5 0 R >> >>"
+        objects.append(stream(body, b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] " + res))
+    return pdf(objects)
+
+
+def big_text_pdf(pages=400, per_page=125_000):
+    rng = random.Random(50)
+    words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        None,  # the page tree, once the pages are known
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    kids = []
+    for _ in range(pages):
+        ops = []
+        n = 0
+        while n < per_page:
+            line = " ".join(rng.choice(words) for _ in range(12)).encode()
+            ops.append(b"BT /F1 10 Tf 40 %d Td (%s) Tj ET" % (50 + len(ops) % 650, line))
+            n += len(line)
+        page_obj = len(objects) + 1
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 3 0 R >> >> >>" % (page_obj + 1)
+        )
+        objects.append(stream(zlib.compress(b"\n".join(ops), 9), b"/Filter /FlateDecode"))
+        kids.append(b"%d 0 R" % page_obj)
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
+    return pdf(objects)
 
 
 CONTENT_TYPES_DOCX = (
@@ -252,6 +323,9 @@ MAKERS = {
     "wide.csv": wide_csv,
     "huge.png": huge_png,
     "one_line.txt": one_line_txt,
+    "objstm_bomb.pdf": objstm_bomb_pdf,
+    "form_fanout.pdf": form_fanout_pdf,
+    "big_text.pdf": big_text_pdf,
 }
 
 

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use crate::common::{Server, fixture};
 
 /// Peak resident memory of the server and its workers over what they held just before, per file; and what
-/// they may still hold after the whole suite.
-const RSS_BUDGET_MB: u64 = 300;
+/// they may still hold after the whole suite. Measured on 2 cores: under 100 MB for every class but
+/// wide.csv (about 280 MB, most of it the embedder's working set for 624 chunks, as for any file that size).
+const RSS_BUDGET_MB: u64 = 350;
 /// CPU the server and its workers may use in a quiet two-second window after a verdict (ticks are 10 ms:
 /// 0.2 s is a tenth of a core, far below one busy thread).
 const QUIET_CPU_SECS: f64 = 0.2;
@@ -36,6 +37,10 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ),
     ("wide.csv", "ready", &[]),
     ("huge.png", "failed", &["limit_exceeded"]),
+    ("objstm_bomb.pdf", "failed", &["limit_exceeded"]),
+    // Stopped once its text passes max_text_bytes (10^9 draws of a short line).
+    ("form_fanout.pdf", "failed", &["limit_exceeded"]),
+    ("big_text.pdf", "failed", &["limit_exceeded"]),
     // 17,772 chunks: more than max_chunks, whose embedding would hold the embedder for 12 minutes.
     ("one_line.txt", "failed", &["limit_exceeded"]),
 ];

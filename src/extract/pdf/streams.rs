@@ -15,6 +15,13 @@ use lopdf::{Document, Object, ObjectId};
 
 use crate::extract::{ExtractError, Limits};
 
+/// Most bytes an object stream (`/Type /ObjStm`) may inflate to. lopdf inflates and parses object streams
+/// while it loads the file, before [`check`] can see them, through a load filter that is a plain `fn`; so
+/// this bound is fixed rather than per pipeline. Real object streams hold a few hundred small objects.
+pub const MAX_OBJECT_STREAM_BYTES: u64 = 64 * 1024 * 1024;
+/// The type an oversized object stream is given (with its content emptied) so lopdf keeps it unparsed.
+const OVERSIZED_OBJECT_STREAM: &[u8] = b"DocpipeOversizedObjStm";
+
 /// Largest ToUnicode CMap read to count its codes (real ones are a few kilobytes).
 const MAX_CMAP_TEXT: u64 = 16 * 1024 * 1024;
 
@@ -23,6 +30,48 @@ const MAX_CMAP_TEXT: u64 = 16 * 1024 * 1024;
 pub struct StreamReport {
     /// ToUnicode CMaps dropped for mapping too many codes.
     pub cmaps_dropped: usize,
+}
+
+/// lopdf's load filter: empties an object stream that inflates past [`MAX_OBJECT_STREAM_BYTES`] (counted
+/// without keeping it) and retypes it, so [`check_object_streams`] fails the file instead of lopdf inflating
+/// it whole.
+pub fn load_filter(id: ObjectId, obj: &mut Object) -> Option<(ObjectId, Object)> {
+    if let Object::Stream(stream) = obj
+        && stream.dict.has_type(b"ObjStm")
+        && stream
+            .filters()
+            .is_ok_and(|f| f.first() == Some(&b"FlateDecode".as_slice()))
+        && inflated_size(&stream.content, MAX_OBJECT_STREAM_BYTES) > MAX_OBJECT_STREAM_BYTES
+    {
+        stream.dict.remove(b"Filter");
+        stream.dict.remove(b"DecodeParms");
+        stream
+            .dict
+            .set("Type", Object::Name(OVERSIZED_OBJECT_STREAM.to_vec()));
+        stream.set_content(Vec::new());
+    }
+    // lopdf keeps `obj` itself for top-level objects and the returned one for objects inside object streams,
+    // which are never streams (PDF 32000-1, 7.5.7): a stream is not copied, only a small inner object is.
+    if matches!(obj, Object::Stream(_)) {
+        Some((id, Object::Null))
+    } else {
+        Some((id, obj.clone()))
+    }
+}
+
+/// Fails when [`load_filter`] found an oversized object stream (whatever else the file has, it cannot be
+/// read without it).
+pub fn check_object_streams(doc: &Document) -> Result<(), ExtractError> {
+    if let Some((id, _)) = doc.objects.iter().find(|(_, o)| {
+        o.as_stream()
+            .is_ok_and(|s| s.dict.has_type(OVERSIZED_OBJECT_STREAM))
+    }) {
+        return Err(ExtractError::LimitExceeded(format!(
+            "PDF object stream {} {} inflates to more than {MAX_OBJECT_STREAM_BYTES} bytes",
+            id.0, id.1
+        )));
+    }
+    Ok(())
 }
 
 /// Checks every stream's inflated size and drops oversized ToUnicode CMaps.

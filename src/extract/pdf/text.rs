@@ -48,21 +48,50 @@ pub struct PageText<'c, 'a> {
     total: u64,
     /// Text per page, in the order the pages were shown, with the 1-based page number.
     pub pages: Vec<(u32, String)>,
-    /// Set when the deadline passed; the walk was stopped with an error at the next page.
+    /// Set when the deadline passed; the walk was stopped with an error.
     pub timed_out: bool,
+    /// Set when the text passed `max_text_bytes`; the walk was stopped with an error.
+    pub over_limit: bool,
+    /// Bytes of text collected so far (over all pages, `already` included).
+    bytes: u64,
     pen: Option<Pen>,
 }
 
+/// Characters between two deadline checks inside a page (a form XObject fan-out draws without end within
+/// one page).
+const DEADLINE_CHECK_EVERY: u64 = 4096;
+
 impl<'c, 'a> PageText<'c, 'a> {
-    /// A collector that reports progress as (done, `total`, "pages").
-    pub fn new(ctx: &'c Context<'a>, total: u64) -> Self {
+    /// A collector that reports progress as (done, `total`, "pages"), after `already` bytes of text were
+    /// collected elsewhere for this file.
+    pub fn new(ctx: &'c Context<'a>, total: u64, already: u64) -> Self {
         PageText {
             ctx,
             total,
             pages: Vec::new(),
             timed_out: false,
+            over_limit: false,
+            bytes: already,
             pen: None,
         }
+    }
+
+    /// Stops the walk (with an error pdf-extract passes up) when the text is over its limit or the
+    /// deadline passed.
+    fn check_bounds(&mut self, added: usize) -> Result<(), OutputError> {
+        let before = self.bytes;
+        self.bytes = self.bytes.saturating_add(added as u64);
+        if self.bytes > self.ctx.limits.max_text_bytes {
+            self.over_limit = true;
+            return Err(OutputError::FormatError(std::fmt::Error));
+        }
+        if before / DEADLINE_CHECK_EVERY != self.bytes / DEADLINE_CHECK_EVERY
+            && self.ctx.check_deadline().is_err()
+        {
+            self.timed_out = true;
+            return Err(OutputError::FormatError(std::fmt::Error));
+        }
+        Ok(())
     }
 }
 
@@ -180,7 +209,9 @@ impl OutputDev for PageText<'_, '_> {
                 Break::Paragraph => out.push_str("\n\n"),
             }
         }
+        let len_before = out.len();
         push_expanded(out, ch);
+        let added = out.len() - len_before;
         // The advance as pdf-extract measures it (width in text space times the device font size).
         let advance = width * size;
         self.pen = Some(Pen {
@@ -189,7 +220,7 @@ impl OutputDev for PageText<'_, '_> {
             size,
             letter: ch.chars().next_back().is_some_and(char::is_alphabetic),
         });
-        Ok(())
+        self.check_bounds(added)
     }
 
     fn begin_word(&mut self) -> Result<(), OutputError> {
