@@ -23,6 +23,15 @@ for name, s in sorted(r["formats"].items()):
     print(f"  {name:>10}: {s['files']} files, {s['mb_per_s']:.1f} MB/s{pps}")
 PY
 
+# What extraction in a worker process costs per file (reused worker, and a fresh one's startup).
+"$BIN" bench isolation --out "$OUT/isolation.json" fixtures > /dev/null
+python3 - "$OUT/isolation.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"isolation: {r['files']} files, {r['overhead_ms_per_file']:.2f} ms per file over in-process with a reused "
+      f"worker; a fresh worker starts in {r['startup_ms_median']:.1f} ms (median), {r['startup_ms_max']:.1f} ms max")
+PY
+
 # Embedding throughput (~20-word sentences, batch 32/256, 1/2 threads), and sentence-transformers on the
 # same model files and sentences in the same run (venv from `make bench-deps`), with the ratio.
 BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/docpipe/bench}

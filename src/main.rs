@@ -78,6 +78,15 @@ enum ModelsCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// What extraction in a worker process costs per file against extraction in this process (OCR off).
+    Isolation {
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folders or files to extract.
+        #[arg(required = true)]
+        corpus: Vec<PathBuf>,
+    },
     /// Embedding throughput (sentences/s of ~20-word sentences) at batch 32 and 256 with 1 and 2 threads.
     Embed {
         /// Write the JSON report here.
@@ -314,6 +323,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let report =
                 tokio::task::spawn_blocking(move || docpipe::bench::asr::run(&args)).await??;
+            write_report(&out, &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            which: BenchCommand::Isolation { out, corpus },
+        } => {
+            let report = docpipe::bench::isolation::run(&corpus).await?;
             write_report(&out, &report)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -4,4 +4,5 @@
 pub mod asr;
 pub mod chat;
 pub mod extract;
+pub mod isolation;
 pub mod search;
