@@ -216,3 +216,56 @@ impl Segment {
 pub struct Transcript {
     pub segments: Vec<Segment>,
 }
+
+/// Whether a segment's text is only whisper.cpp's annotation of a stretch without speech, such as
+/// `[BLANK_AUDIO]`, `[MUSIC PLAYING]` or `(silence)`: a bracketed run of capitals, or a parenthesized word
+/// of the few whisper writes for silence. Such a segment is dropped, so silent audio yields no text.
+pub fn is_non_speech_marker(text: &str) -> bool {
+    let t = text.trim();
+    let inner = |open: char, close: char| {
+        t.strip_prefix(open)
+            .and_then(|r| r.strip_suffix(close))
+            .map(str::trim)
+    };
+    if let Some(inner) = inner('[', ']') {
+        return !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c == ' ');
+    }
+    if let Some(inner) = inner('(', ')') {
+        return matches!(
+            inner.to_ascii_lowercase().as_str(),
+            "silence" | "blank audio" | "no speech" | "music" | "inaudible"
+        );
+    }
+    false
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::is_non_speech_marker;
+
+    #[test]
+    fn whisper_annotations_of_silence_are_markers_and_speech_is_not() {
+        for m in [
+            "[BLANK_AUDIO]",
+            " [BLANK_AUDIO] ",
+            "[MUSIC PLAYING]",
+            "(silence)",
+            "( Silence )",
+        ] {
+            assert!(is_non_speech_marker(m), "{m}");
+        }
+        for s in [
+            "And so, my fellow Americans",
+            "[1] see the note",
+            "[Applause] thank you",
+            "(laughs) that is funny",
+            "[]",
+            "",
+        ] {
+            assert!(!is_non_speech_marker(s), "{s}");
+        }
+    }
+}

@@ -446,3 +446,54 @@ fn word_error_rate_counts_edits_over_reference_words() {
     assert_eq!(wer("ask not what", "Ask not, what!"), 0.0);
     assert!((wer("a b c d", "a x c") - 0.5).abs() < 1e-9);
 }
+
+/// Three seconds of digital silence as a 16 kHz mono 16-bit WAV.
+fn silent_wav() -> Vec<u8> {
+    let samples = 16_000 * 3;
+    let data_len = samples * 2;
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&16_000u32.to_le_bytes());
+    wav.extend_from_slice(&32_000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data_len as u32).to_le_bytes());
+    wav.resize(wav.len() + data_len, 0);
+    wav
+}
+
+#[tokio::test]
+async fn silence_is_transcribed_as_no_text() {
+    let server = Server::start().await;
+    let (status, body) = openai_transcribe(
+        &server,
+        "silence.wav",
+        silent_wav(),
+        &[("model", "whisper-1")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let text = v["text"].as_str().expect("text");
+    assert!(
+        !text.contains("BLANK_AUDIO") && text.trim().is_empty(),
+        "silence gave {text:?}"
+    );
+    let record = server.upload_and_wait("silence.wav", silent_wav()).await;
+    let id = record["id"].as_str().expect("id");
+    let (_, chunks) = server.get(&format!("/api/v1/files/{id}/chunks")).await;
+    let texts: Vec<&str> = chunks["data"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["text"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        texts.iter().all(|t| !t.contains("BLANK_AUDIO")),
+        "indexed {texts:?}: {record}"
+    );
+}

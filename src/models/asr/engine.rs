@@ -321,6 +321,9 @@ impl Engine {
                 .to_str_lossy()
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
+            if super::is_non_speech_marker(&text) {
+                continue;
+            }
             let mut tokens = Vec::new();
             let mut logprob_sum = 0.0;
             let mut timed: Vec<Word> = Vec::new();
