@@ -10,7 +10,7 @@ RUN make deps models build DOCPIPE_MODELS_DIR=/src/models CARGO_TARGET_DIR=/src/
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       tesseract-ocr tesseract-ocr-eng poppler-utils ca-certificates curl \
+       tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /data docpipe \
     && mkdir -p /data && chown docpipe /data

@@ -6,7 +6,7 @@ DOCPIPE_MODELS_DIR ?= $(CURDIR)/models
 export DOCPIPE_MODELS_DIR
 BIN := $(CARGO_TARGET_DIR)/release/docpipe
 # Debian packages needed to build (bindgen, cmake for whisper.cpp) and run (OCR, PDF rendering).
-APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tesseract-ocr-eng \
+APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
 	libtesseract-dev libleptonica-dev poppler-utils python3 python3-pip ca-certificates
 # Used by the test suite only: venv for the official OpenAI client; promtool (package prometheus) checks /metrics.
 APT_TEST_PACKAGES := python3-venv prometheus

@@ -28,20 +28,103 @@ const MAX_STDERR_IN_MESSAGE: usize = 500;
 ///
 /// `language` is Tesseract's `-l` value (e.g. `eng`, `eng+deu`). The process is killed when `timeout`
 /// passes ([`ExtractError::Timeout`]); any other failure is [`ExtractError::Ocr`].
+///
+/// Pages are read with Tesseract's orientation and script detection (`--psm 1`, Debian's
+/// `tesseract-ocr-osd`). A page that still reads as fewer than [`MIN_UPRIGHT_WORDS`] words may be turned
+/// (a scan fed sideways, a photo taken in landscape): orientation detection alone (`--psm 0`) is asked
+/// then, and when it is confident the page is turned by 90, 180 or 270 degrees the image is turned upright
+/// and read again; the reading with more words wins.
 pub fn ocr_png(png: &[u8], language: &str, timeout: Duration) -> Result<String, ExtractError> {
     if !is_valid_language(language) {
         return Err(ExtractError::Ocr(format!(
             "invalid OCR language {language:?}"
         )));
     }
+    let deadline = Instant::now() + timeout;
+    // Page segmentation with orientation detection: an upside-down page is read upright (a third slower
+    // than plain segmentation on a full page, 1.1 s against 0.8 s here).
+    let text = tesseract(png, &["-l", language, "--psm", "1"], timeout)?;
+    if word_count(&text) >= MIN_UPRIGHT_WORDS {
+        return Ok(text);
+    }
+    let Some(turn) = orientation(png, deadline.saturating_duration_since(Instant::now()))? else {
+        return Ok(text);
+    };
+    let upright = turned(png, turn)?;
+    let again = tesseract(
+        &upright,
+        &["-l", language],
+        deadline.saturating_duration_since(Instant::now()),
+    )?;
+    Ok(if word_count(&again) > word_count(&text) {
+        again
+    } else {
+        text
+    })
+}
+
+/// Below this many words a page is checked for being turned.
+pub const MIN_UPRIGHT_WORDS: usize = 10;
+/// Least orientation confidence Tesseract must report before a page is turned.
+const MIN_ORIENTATION_CONFIDENCE: f64 = 1.0;
+
+/// Runs Tesseract on an image with extra arguments and returns its normalised stdout.
+fn tesseract(image: &[u8], args: &[&str], timeout: Duration) -> Result<String, ExtractError> {
     let mut cmd = Command::new(TESSERACT);
-    cmd.args(["stdin", "stdout", "-l", language])
+    cmd.args(["stdin", "stdout"])
+        .args(args)
         // Tesseract's OpenMP threads oversubscribe the blocking worker pool; one thread per page is faster.
         .env("OMP_THREAD_LIMIT", "1");
-    let out = run_with_timeout(cmd, png, timeout, TESSERACT)?;
+    let out = run_with_timeout(cmd, image, timeout, TESSERACT)?;
     let text = String::from_utf8(out)
         .map_err(|_| ExtractError::Ocr("tesseract printed text that is not UTF-8".into()))?;
     Ok(normalize_ocr_text(&text))
+}
+
+/// Words of two or more letters or digits.
+fn word_count(text: &str) -> usize {
+    text.split_whitespace()
+        .filter(|w| w.chars().filter(|c| c.is_alphanumeric()).count() >= 2)
+        .count()
+}
+
+/// Degrees (90, 180, 270) to turn the image clockwise to make it upright, when Tesseract's orientation
+/// detection is confident; `None` when upright, unsure, or the image has too little text to tell (which
+/// Tesseract reports as a failure).
+fn orientation(image: &[u8], timeout: Duration) -> Result<Option<u32>, ExtractError> {
+    let osd = match tesseract(image, &["--psm", "0"], timeout) {
+        Ok(osd) => osd,
+        Err(ExtractError::Timeout) => return Err(ExtractError::Timeout),
+        Err(_) => return Ok(None),
+    };
+    Ok(parse_orientation(&osd))
+}
+
+/// Reads `Rotate: N` and `Orientation confidence: X` from Tesseract's `--psm 0` report.
+fn parse_orientation(osd: &str) -> Option<u32> {
+    let field = |name: &str| {
+        osd.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let rotate: u32 = field("Rotate:")?.parse().ok()?;
+    let confidence: f64 = field("Orientation confidence:")?.parse().ok()?;
+    (matches!(rotate, 90 | 180 | 270) && confidence >= MIN_ORIENTATION_CONFIDENCE).then_some(rotate)
+}
+
+/// The image turned clockwise by `degrees` (90, 180 or 270), as PNG.
+fn turned(image: &[u8], degrees: u32) -> Result<Vec<u8>, ExtractError> {
+    let img = image::load_from_memory(image)
+        .map_err(|e| ExtractError::Ocr(format!("cannot turn the image upright: {e}")))?;
+    let img = match degrees {
+        90 => img.rotate90(),
+        180 => img.rotate180(),
+        _ => img.rotate270(),
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| ExtractError::Ocr(format!("cannot turn the image upright: {e}")))?;
+    Ok(out.into_inner())
 }
 
 /// Renders one page (1-based) of a PDF to a PNG at `dpi`, with `pdftoppm`, killed after `timeout`.
@@ -217,6 +300,41 @@ mod tests {
         assert!(png.starts_with(b"\x89PNG"));
         let text = ocr_png(&png, "eng", TIMEOUT).expect("ocr");
         assert_eq!(text, "Scanned page text\n\nInvoice number 4711");
+    }
+
+    #[test]
+    fn orientation_reports_are_read() {
+        let osd = "Page number: 0\nOrientation in degrees: 270\nRotate: 90\nOrientation confidence: 7.3\n";
+        assert_eq!(parse_orientation(osd), Some(90));
+        let unsure = "Rotate: 90\nOrientation confidence: 0.4\n";
+        assert_eq!(parse_orientation(unsure), None);
+        assert_eq!(
+            parse_orientation("Rotate: 0\nOrientation confidence: 9\n"),
+            None
+        );
+        assert_eq!(parse_orientation("garbage"), None);
+    }
+
+    #[test]
+    fn a_page_turned_sideways_is_read_upright() {
+        // A real manual's page (bench/qa/PROVENANCE.md), turned a quarter each way and upside down.
+        let png = include_bytes!("../../bench/qa/docs/image/everyshi-page1.png");
+        let upright = ocr_png(png, "eng", TIMEOUT).expect("ocr");
+        assert!(word_count(&upright) > 100, "{upright}");
+        for degrees in [90, 180, 270] {
+            let sideways = turned(png, degrees).expect("turn");
+            let text = ocr_png(&sideways, "eng", TIMEOUT).expect("ocr");
+            // The turned-back image has lost the PNG's resolution, so Tesseract lays out a few lines
+            // differently; nearly every word of the upright reading is there.
+            let words: std::collections::HashSet<&str> = text.split_whitespace().collect();
+            let upright_words: Vec<&str> = upright.split_whitespace().collect();
+            let found = upright_words.iter().filter(|w| words.contains(*w)).count();
+            assert!(
+                found * 10 >= upright_words.len() * 9,
+                "turned {degrees} degrees: {found} of {} words: {text}",
+                upright_words.len()
+            );
+        }
     }
 
     #[test]
