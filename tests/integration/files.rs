@@ -292,3 +292,35 @@ async fn ingest_cli_uploads_folders_and_reports_failures() {
     let (_, list) = server.get("/api/v1/files?status=ready").await;
     assert_eq!(list["total"], 2);
 }
+
+/// A page photographed or scanned sideways is read upright (Tesseract's orientation detection).
+#[tokio::test]
+async fn a_sideways_scan_is_read_upright() {
+    let page = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("bench/qa/docs/image/everyshi-page1.png"),
+    )
+    .expect("the page");
+    let mut sideways = std::io::Cursor::new(Vec::new());
+    image::load_from_memory(&page)
+        .expect("png")
+        .rotate90()
+        .write_to(&mut sideways, image::ImageFormat::Png)
+        .expect("encode");
+    let server = Server::start().await;
+    let record = server
+        .upload_and_wait("sideways.png", sideways.into_inner())
+        .await;
+    assert_eq!(record["status"], "ready", "{record}");
+    let id = record["id"].as_str().expect("id");
+    let (_, chunks) = server.get(&format!("/api/v1/files/{id}/chunks")).await;
+    let text: String = chunks["data"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .collect();
+    for phrase in ["obsolete everyshi package", "backwards compatibility"] {
+        assert!(text.contains(phrase), "{phrase:?} not in {text}");
+    }
+}
