@@ -74,9 +74,20 @@ async fn process(shared: &Shared, file: FileRecord) {
         Ok(()) => tracing::info!("file ready"),
         Err(e) => tracing::warn!(code = %e.code, reason = %e.message, "file failed"),
     }
-    if let Ok(Some(f)) = shared.store.file(&file.tenant, &file.id).await {
-        shared.publish(&f);
+    let mut finished = vec![file.id.clone()];
+    if let Err(error) = &outcome {
+        match shared.store.fail_queued_twins(&file.id, error).await {
+            Ok(twins) => finished.extend(twins),
+            Err(e) => tracing::error!(error = %e, "cannot fail the file's queued twins"),
+        }
     }
+    for id in &finished {
+        if let Ok(Some(f)) = shared.store.file(&file.tenant, id).await {
+            shared.publish(&f);
+        }
+    }
+    // Twins waiting for this content can be claimed now.
+    shared.wake.notify_waiters();
 }
 
 /// Extract (unless this content was extracted before), chunk and embed (unless the stored chunks were made

@@ -77,16 +77,21 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Inserts a `queued` file record. When the content was already extracted (`doc_key` has an extraction)
-    /// the file is marked deduplicated: a worker then only indexes the stored chunks under the new file.
+    /// Inserts a `queued` file record. When the content was already extracted (`doc_key` has an extraction),
+    /// or another file with it is queued, processing or ready, the file is marked deduplicated: a worker
+    /// claims it only once no twin is processing ([`claim_next`](Self::claim_next)) and then only indexes
+    /// the stored chunks under the new file.
     pub async fn insert_file(&self, new: &NewFile<'_>) -> Result<FileRecord, StoreError> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let extracted = sqlx::query("SELECT segments FROM extractions WHERE doc_key = ?")
-            .bind(new.doc_key)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+        let extracted = sqlx::query(
+            "SELECT 1 FROM extractions WHERE doc_key = ?1 UNION ALL \
+             SELECT 1 FROM files WHERE doc_key = ?1 AND status IN ('queued', 'processing', 'ready') LIMIT 1",
+        )
+        .bind(new.doc_key)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
         let status = FileStatus::Queued;
         sqlx::query(
             "INSERT INTO files (id, tenant, filename, content_type, format, category, size, sha256, doc_key, purpose, \
@@ -187,12 +192,14 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
-    /// Atomically takes the oldest queued file and marks it `processing`.
+    /// Atomically takes the oldest queued file whose content no other file is processing (a twin waits
+    /// for the first upload's extraction and chunks instead of repeating them) and marks it `processing`.
     pub async fn claim_next(&self) -> Result<Option<FileRecord>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE files SET status = 'processing', attempts = attempts + 1, updated_at = ?1, \
              progress_done = 0, progress_total = 0, progress_unit = '' \
-             WHERE id = (SELECT id FROM files WHERE status = 'queued' ORDER BY created_at, id LIMIT 1) \
+             WHERE id = (SELECT id FROM files WHERE status = 'queued' AND doc_key NOT IN \
+             (SELECT doc_key FROM files WHERE status = 'processing') ORDER BY created_at, id LIMIT 1) \
              RETURNING {COLUMNS}"
         )))
         .bind(now_ms())
@@ -249,6 +256,27 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Fails the queued twins of a file that just failed (same tenant and content: the same work would fail
+    /// the same way) with its error; returns their ids.
+    pub async fn fail_queued_twins(
+        &self,
+        id: &str,
+        error: &FileError,
+    ) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "UPDATE files SET status = 'failed', error_code = ?1, error_message = ?2, updated_at = ?3 \
+             WHERE status = 'queued' AND id != ?4 AND doc_key = (SELECT doc_key FROM files WHERE id = ?4) \
+             RETURNING id",
+        )
+        .bind(&error.code)
+        .bind(&error.message)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
     }
 
     /// Deletes a tenant's file record. Returns the record, or `None` when there was none. The blob and the

@@ -324,3 +324,41 @@ async fn a_sideways_scan_is_read_upright() {
         assert!(text.contains(phrase), "{phrase:?} not in {text}");
     }
 }
+
+/// Concurrent uploads of one content: one is processed, the others wait for it and share its work, and all
+/// end in the same state.
+#[tokio::test]
+async fn concurrent_uploads_of_one_file_are_processed_once() {
+    let server = Server::start().await;
+    let text = fixture("text/guide.md").repeat(40);
+    let names: Vec<String> = (0..10).map(|i| format!("copy-{i}.md")).collect();
+    let uploads =
+        futures::future::join_all(names.iter().map(|n| server.upload(n, text.clone()))).await;
+    let ids: Vec<String> = uploads
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    let fresh = uploads
+        .iter()
+        .filter(|(_, b)| b["deduplicated"] == false)
+        .count();
+    assert_eq!(fresh, 1, "exactly one upload does the work: {uploads:?}");
+    let mut chunk_texts = Vec::new();
+    for id in &ids {
+        let record = server.wait_done(id).await;
+        assert_eq!(record["status"], "ready", "{record}");
+        let (_, chunks) = server.get(&format!("/api/v1/files/{id}/chunks")).await;
+        let texts: Vec<String> = chunks["data"]
+            .as_array()
+            .expect("chunks")
+            .iter()
+            .filter_map(|c| c["text"].as_str().map(str::to_owned))
+            .collect();
+        assert!(!texts.is_empty(), "{id} has no chunks");
+        chunk_texts.push(texts);
+    }
+    assert!(chunk_texts.windows(2).all(|w| w[0] == w[1]));
+}
