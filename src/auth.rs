@@ -102,6 +102,10 @@ pub enum AuthError {
     Revoked,
     #[error("the API key lacks the `{}` scope this operation needs", .0.as_str())]
     Forbidden(Scope),
+    #[error(
+        "this shows every tenant's activity: it needs the server's admin key (DOCPIPE_ADMIN_KEY), not a tenant's key"
+    )]
+    ServerWide,
 }
 
 /// Why a key could not be created or changed.

@@ -215,12 +215,19 @@ impl Guard {
             None if public => None,
             None => return Err(AuthError::Missing),
         };
-        // `/metrics` is not an OpenAPI operation, so its scope is checked here.
-        if path == "/metrics"
+        // Server-wide views count every tenant's files and requests: only the server's own admin key
+        // (or an open server) sees them, never a tenant's key, whatever its scope.
+        if SERVER_WIDE_PATHS.contains(&path)
             && self.keys.enabled()
-            && !principal.as_ref().is_some_and(|p| p.allows(Scope::Admin))
+            && !principal.as_ref().is_some_and(|p| p.root)
         {
-            return Err(AuthError::Forbidden(Scope::Admin));
+            return Err(
+                if principal.as_ref().is_some_and(|p| p.allows(Scope::Admin)) {
+                    AuthError::ServerWide
+                } else {
+                    AuthError::Forbidden(Scope::Admin)
+                },
+            );
         }
         Ok(principal)
     }
@@ -302,6 +309,13 @@ fn presented_key(req: &Request) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// Routes whose answers cover every tenant (checked by the guard, before the handler).
+const SERVER_WIDE_PATHS: [&str; 3] = [
+    "/metrics",
+    "/api/v1/monitoring/health",
+    "/api/v1/performance/metrics",
+];
+
 fn client_ip(req: &Request) -> Option<IpAddr> {
     req.remote_addr()
         .as_socket_addr()
@@ -314,7 +328,7 @@ fn auth_reason(e: AuthError) -> &'static str {
         AuthError::Invalid => "invalid",
         AuthError::Expired => "expired",
         AuthError::Revoked => "revoked",
-        AuthError::Forbidden(_) => "forbidden",
+        AuthError::Forbidden(_) | AuthError::ServerWide => "forbidden",
     }
 }
 
@@ -325,7 +339,7 @@ pub fn auth_code(e: AuthError) -> ErrorCode {
         AuthError::Invalid => ErrorCode::InvalidApiKey,
         AuthError::Expired => ErrorCode::ExpiredApiKey,
         AuthError::Revoked => ErrorCode::RevokedApiKey,
-        AuthError::Forbidden(_) => ErrorCode::InsufficientScope,
+        AuthError::Forbidden(_) | AuthError::ServerWide => ErrorCode::InsufficientScope,
     }
 }
 

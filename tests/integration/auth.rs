@@ -213,6 +213,28 @@ async fn keys_are_required_checked_and_scoped() {
         StatusCode::OK,
         "the admin key scrapes metrics, also as a bearer token"
     );
+    // Server-wide views count every tenant: a tenant's own admin key does not see them.
+    for path in [
+        "/metrics",
+        "/api/v1/monitoring/health",
+        "/api/v1/performance/metrics",
+    ] {
+        let (s, b) = call(&server, &tenant_admin, Method::GET, path, None).await;
+        assert_error(
+            s,
+            &b,
+            403,
+            "insufficient_scope",
+            "permission_error",
+            None,
+            "server's admin key",
+        );
+        let (s, _) = call(&server, ADMIN, Method::GET, path, None).await;
+        assert!(
+            s == StatusCode::OK || s == StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {s}"
+        );
+    }
 
     // A tenant's admin manages its own tenant's keys only.
     let (s, b) = call(
