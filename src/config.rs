@@ -146,6 +146,11 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_IDLE_TIMEOUT_SECS", default_value_t = 30)]
     pub idle_timeout_secs: u64,
 
+    /// Seconds a new connection has to send its first request's headers (a client trickling them a byte
+    /// at a time is cut off).
+    #[arg(long, env = "DOCPIPE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
     /// Longest time to receive a request body, in seconds (slow clients cannot hold a connection).
     #[arg(long, env = "DOCPIPE_BODY_TIMEOUT_SECS", default_value_t = 300)]
     pub body_timeout_secs: u64,

@@ -8,6 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use docpipe::app::App;
 use docpipe::config::{self, Config};
 use docpipe::{api, ingest_cli, telemetry};
+use poem::listener::Listener as _;
 
 /// docpipe: upload files, get their text with locations.
 #[derive(Parser)]
@@ -473,11 +474,18 @@ async fn serve(settings: Config) -> anyhow::Result<ExitCode> {
     }
     let running = app.start().await?;
     let addr = app.config.listen_addr();
-    let listener = poem::listener::TcpListener::bind(addr.clone());
+    let acceptor = poem::listener::TcpListener::bind(addr.clone())
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let acceptor = api::header_deadline::HeaderDeadlineAcceptor::new(
+        acceptor,
+        std::time::Duration::from_secs(app.config.header_timeout_secs),
+    );
     tracing::info!(%addr, "listening; Swagger UI at /docs");
     let draining = std::sync::Arc::clone(&app.draining);
     let grace = std::time::Duration::from_secs(app.config.shutdown_grace_secs);
-    poem::Server::new(listener)
+    poem::Server::new_with_acceptor(acceptor)
         .idle_timeout(std::time::Duration::from_secs(app.config.idle_timeout_secs))
         .run_with_graceful_shutdown(
             api::routes(&app),

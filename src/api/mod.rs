@@ -11,6 +11,7 @@ mod chat_wire;
 mod embeddings;
 pub mod error;
 mod files;
+pub mod header_deadline;
 mod json_body;
 mod keys;
 pub mod middleware;

@@ -188,3 +188,43 @@ async fn cors_allows_only_configured_origins() {
         .expect("get");
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
+
+/// A client trickling its request headers a byte at a time is cut off at the header deadline, while
+/// other clients are served.
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = Server::start_with(&[("DOCPIPE_HEADER_TIMEOUT_SECS", "2")]).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let request =
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for b in request {
+        if slow.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(300), slow.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("answered a request whose headers never ended"),
+            Err(_) => {}
+        }
+        // Meanwhile a normal client is served.
+        let (status, _) = server.get("/health").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let took = started.elapsed();
+    assert!(closed, "the connection was never closed");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+}
