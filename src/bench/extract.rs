@@ -116,6 +116,27 @@ pub(crate) fn extract_without_ocr(
     extract::extract(&Input { bytes, format }, &ctx)
 }
 
+/// Every file under `corpus` whose format is detected, as (path, name, bytes, format); answer keys
+/// (`*.expected.*`) and provenance notes are skipped.
+pub(crate) fn corpus_files(
+    corpus: &[PathBuf],
+) -> impl Iterator<Item = std::io::Result<(PathBuf, String, Vec<u8>, extract::Format)>> {
+    crate::ingest_cli::collect(corpus)
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?.to_owned();
+            if name.contains(".expected.") || name == "PROVENANCE.md" {
+                return None;
+            }
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            let format = detect(&bytes, &name).ok()?;
+            Some(Ok((path, name, bytes, format)))
+        })
+}
+
 /// Runs the benchmark over every file under `corpus` dirs. OCR is off so PDF numbers compare text layers.
 ///
 /// With `dump`, each PDF's text is written there as `NAME.docpipe.txt` and `NAME.pdftotext.txt`, and
@@ -132,19 +153,8 @@ pub fn run(corpus: &[PathBuf], dump: Option<&Path>) -> anyhow::Result<ExtractRep
     let (mut common, mut ours_total, mut theirs_total) = (0u64, 0u64, 0u64);
     let mut f1s: Vec<(f64, String)> = Vec::new();
     let cmp = &mut report.pdf_vs_pdftotext;
-    for path in crate::ingest_cli::collect(corpus) {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        if name.contains(".expected.") || name == "PROVENANCE.md" {
-            continue;
-        }
-        let bytes = std::fs::read(&path)?;
-        let Ok(format) = detect(&bytes, &name) else {
-            continue;
-        };
+    for file in corpus_files(corpus) {
+        let (path, name, bytes, format) = file?;
         let start = Instant::now();
         let result = extract_without_ocr(&pipelines, &bytes, format);
         let took = start.elapsed();

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::bench::extract::extract_without_ocr;
-use crate::extract::{OcrMode, detect};
+use crate::bench::extract::{corpus_files, extract_without_ocr};
+use crate::extract::OcrMode;
 use crate::pipeline::Pipelines;
 use crate::pipeline::isolate::Pool;
 use crate::types::Progress;
@@ -51,19 +51,8 @@ pub async fn run(corpus: &[PathBuf]) -> anyhow::Result<IsolationReport> {
         ..IsolationReport::default()
     };
     let mut startups = Vec::new();
-    for path in crate::ingest_cli::collect(corpus) {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        if name.contains(".expected.") || name == "PROVENANCE.md" {
-            continue;
-        }
-        let bytes = std::fs::read(&path)?;
-        let Ok(format) = detect(&bytes, &name) else {
-            continue;
-        };
+    for file in corpus_files(corpus) {
+        let (_, _, bytes, format) = file?;
         let mut limits = pipelines.get(format.category()).limits.clone();
         limits.ocr = OcrMode::Off;
         let timeout = Duration::from_secs(limits.timeout_secs);

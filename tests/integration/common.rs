@@ -366,6 +366,25 @@ pub fn assert_error(
 }
 
 /// The repository's fixtures directory.
+/// A copy of the repository's `pipelines/` where PDFs are OCR'd on every page at 600 dpi under a 1 s
+/// budget (several seconds of work): for tests of the extraction deadline. Pass its path as
+/// `DOCPIPE_PIPELINES_DIR`.
+pub fn slow_ocr_pipelines() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    for entry in std::fs::read_dir(&source).expect("pipelines") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+    }
+    let pdf = std::fs::read_to_string(source.join("pdf.toml"))
+        .expect("read")
+        .replace("timeout_secs = 300", "timeout_secs = 1")
+        .replace("ocr = \"auto\"", "ocr = \"on\"")
+        .replace("ocr_dpi = 200", "ocr_dpi = 600");
+    std::fs::write(dir.path().join("pdf.toml"), pdf).expect("write");
+    dir
+}
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }

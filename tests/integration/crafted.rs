@@ -170,32 +170,17 @@ async fn crafted_files_fail_cleanly_and_the_server_stays_healthy() {
 
 #[tokio::test]
 async fn extraction_time_is_bounded_by_the_pipeline_timeout() {
-    let dir = std::env::temp_dir().join(format!(
-        "docpipe-pipelines-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    for entry in
-        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"))
-            .expect("dir")
-    {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
-    }
     // OCR of three pages rendered at 600 dpi takes several seconds; a 1-second budget must stop it.
-    let pdf = std::fs::read_to_string(dir.join("pdf.toml")).expect("read");
-    let pdf = pdf
-        .replace("timeout_secs = 300", "timeout_secs = 1")
-        .replace("ocr = \"auto\"", "ocr = \"on\"")
-        .replace("ocr_dpi = 200", "ocr_dpi = 600");
-    std::fs::write(dir.join("pdf.toml"), pdf).expect("write");
-    let server =
-        Server::start_with(&[("DOCPIPE_PIPELINES_DIR", dir.to_str().expect("utf-8"))]).await;
+    let pipelines = crate::common::slow_ocr_pipelines();
+    let server = Server::start_with(&[(
+        "DOCPIPE_PIPELINES_DIR",
+        pipelines.path().to_str().expect("utf-8"),
+    )])
+    .await;
     let started = std::time::Instant::now();
     let record = server
         .upload_and_wait("slow.pdf", fixture("pdf/text-3page.pdf"))
         .await;
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(record["status"], "failed", "{record}");
     assert_eq!(record["error"]["code"], "extraction_timeout", "{record}");
     assert!(

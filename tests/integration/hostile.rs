@@ -249,22 +249,7 @@ async fn hostile_files_are_bounded_and_the_server_stays_healthy() {
 #[tokio::test]
 async fn an_innocent_file_beside_a_killed_worker_still_becomes_ready() {
     // OCR of three pages at 600 dpi under a 1 s budget: its worker is killed mid-extraction.
-    let pipelines = tempfile::tempdir().expect("tempdir");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
-    for entry in std::fs::read_dir(&source).expect("pipelines") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(
-            &path,
-            pipelines.path().join(path.file_name().expect("name")),
-        )
-        .expect("copy");
-    }
-    let pdf = std::fs::read_to_string(source.join("pdf.toml")).expect("read");
-    let pdf = pdf
-        .replace("timeout_secs = 300", "timeout_secs = 1")
-        .replace("ocr = \"auto\"", "ocr = \"on\"")
-        .replace("ocr_dpi = 200", "ocr_dpi = 600");
-    std::fs::write(pipelines.path().join("pdf.toml"), pdf).expect("write");
+    let pipelines = crate::common::slow_ocr_pipelines();
     let mut server = Server::start_with(&[(
         "DOCPIPE_PIPELINES_DIR",
         pipelines.path().to_str().expect("utf-8"),
