@@ -3,6 +3,7 @@
 //! each source that best matches the question. Pure functions.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 
 use serde_json::Value;
 
@@ -93,6 +94,9 @@ pub struct Candidate {
     pub location: Value,
     /// Its text.
     pub text: String,
+    /// The part of `text` (a byte range) the prompt gives when the whole chunk would take the room of
+    /// several sources: the sentences best matching the question ([`excerpt`]). `None`: the whole text.
+    pub excerpt: Option<Range<usize>>,
 }
 
 /// A source as numbered in the prompt.
@@ -115,19 +119,52 @@ pub struct Grounded {
     pub context_tokens: usize,
 }
 
-/// Takes candidates in order while they fit `budget` tokens (a candidate that does not fit is skipped for
-/// smaller ones after it), at most `max_sources` of them.
+/// Tokens of an excerpt: the sentence that best matches the question with those around it, about three.
+pub const EXCERPT_TOKENS: usize = 80;
+/// Excerpts a source given whole must leave room for after it.
+const EXCERPTS_KEPT: usize = 2;
+
+/// Takes candidates in order while they fit `budget` tokens, at most `max_sources` of them. When they do
+/// not all fit whole, the first goes whole and each later one whole only while room for
+/// [`EXCERPTS_KEPT`] excerpts remains after it, else as its [`excerpt`] for `question`: several places of
+/// a file in view beat one more whole chunk (the evidence is one sentence; the best hit is rarely wrong
+/// twice, but its neighbours and the next hits are where it is when it is). A candidate that fits in
+/// neither form is skipped for smaller ones after it.
 pub fn select(
     candidates: Vec<Candidate>,
     budget: usize,
     max_sources: usize,
+    question: &str,
     count: &dyn Fn(&str) -> usize,
 ) -> (Vec<Candidate>, usize) {
+    let whole: Vec<usize> = candidates
+        .iter()
+        .take(max_sources)
+        .enumerate()
+        .map(|(i, c)| count(&source_block(i + 1, c)))
+        .collect();
+    let all_fit = candidates.len() <= max_sources && whole.iter().sum::<usize>() <= budget;
+    let reserve = EXCERPT_TOKENS * EXCERPTS_KEPT;
     let mut used = 0;
     let mut out = Vec::new();
-    for c in candidates {
+    for mut c in candidates {
         if out.len() == max_sources {
             break;
+        }
+        let n = count(&source_block(out.len() + 1, &c));
+        let room_after = if all_fit || out.is_empty() {
+            0
+        } else {
+            reserve
+        };
+        if used + n + room_after <= budget {
+            used += n;
+            out.push(c);
+            continue;
+        }
+        let range = excerpt(&c.text, question, EXCERPT_TOKENS, count);
+        if range.len() < c.text.trim().len() {
+            c.excerpt = Some(range);
         }
         let n = count(&source_block(out.len() + 1, &c));
         if used + n <= budget {
@@ -136,6 +173,42 @@ pub fn select(
         }
     }
     (out, used)
+}
+
+/// The part of `text` a prompt gives for `question` in about `max_tokens`: its sentence (or line, or row)
+/// sharing the most words with the question, then the ones after and before it in turn while they fit.
+/// When no sentence shares a word, the start of the text.
+pub fn excerpt(
+    text: &str,
+    question: &str,
+    max_tokens: usize,
+    count: &dyn Fn(&str) -> usize,
+) -> Range<usize> {
+    let spans = spans(text);
+    let q = quote_terms(question);
+    let Some(best) = (0..spans.len()).max_by_key(|&i| {
+        // Ties go to the earlier sentence (max_by_key keeps the last maximum, so rank by position too).
+        (
+            overlap(&text[spans[i].0..spans[i].1], &q, &[]),
+            std::cmp::Reverse(i),
+        )
+    }) else {
+        return 0..0;
+    };
+    let (mut lo, mut hi) = (best, best);
+    let range = |lo: usize, hi: usize| spans[lo].0..spans[hi].1;
+    loop {
+        let mut grew = false;
+        for (l, h) in [(lo, hi + 1), (lo.wrapping_sub(1), hi)] {
+            if l < spans.len() && h < spans.len() && count(&text[range(l, h)]) <= max_tokens {
+                (lo, hi) = (l, h);
+                grew = true;
+            }
+        }
+        if !grew {
+            return range(lo, hi);
+        }
+    }
 }
 
 /// A human label of a chunk location: `page 3`, `pages 2-3`, `Sheet1!A1:D9`, `Intro > Scope`, `lines 4-9`,
@@ -176,7 +249,13 @@ fn source_block(number: usize, c: &Candidate) -> String {
     } else {
         format!("{}, {label}", c.filename)
     };
-    format!("[{number}] ({place})\n{}\n", c.text.trim())
+    match &c.excerpt {
+        Some(r) => format!(
+            "[{number}] ({place})\n... {} ...\n",
+            c.text[r.clone()].trim()
+        ),
+        None => format!("[{number}] ({place})\n{}\n", c.text.trim()),
+    }
 }
 
 /// Builds the prompt: the instructions (plus the client's own system messages) as the system message,
@@ -420,6 +499,7 @@ mod tests {
             filename: format!("{id}.pdf"),
             location,
             text: text.into(),
+            excerpt: None,
         }
     }
 
@@ -435,7 +515,7 @@ mod tests {
             cand("c", "four five", json!(null)),
             cand("d", "six", json!(null)),
         ];
-        let (chosen, used) = select(c.clone(), 20, 10, &words);
+        let (chosen, used) = select(c.clone(), 20, 10, "", &words);
         let ids: Vec<_> = chosen.iter().map(|c| c.file_id.as_str()).collect();
         assert_eq!(
             ids,
@@ -443,8 +523,48 @@ mod tests {
             "the long one is skipped for smaller ones"
         );
         assert!(used <= 20);
-        let (chosen, _) = select(c, 1000, 2, &words);
+        let (chosen, _) = select(c, 1000, 2, "", &words);
         assert_eq!(chosen.len(), 2);
+    }
+
+    #[test]
+    fn later_sources_are_excerpts_around_the_question_words() {
+        let long = |id: &str, fact: &str| {
+            let filler = "Nothing here is relevant to anything at all. ".repeat(20);
+            cand(id, &format!("{filler}{fact} {filler}"), json!(null))
+        };
+        let c = vec![
+            long("a", "The first chunk is given whole."),
+            long("b", "The default left margin is 3,0 cm."),
+            long("c", "The top margin is 2,5 cm."),
+        ];
+        let question = "What is the default left margin?";
+        let (chosen, used) = select(c, 500, 8, question, &words);
+        assert!(used <= 500);
+        let ids: Vec<_> = chosen.iter().map(|c| c.file_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"], "one whole chunk and two excerpts fit");
+        assert_eq!(chosen[0].excerpt, None);
+        let b = &chosen[1];
+        let shown = &b.text[b.excerpt.clone().expect("an excerpt")];
+        assert!(
+            shown.contains("The default left margin is 3,0 cm."),
+            "{shown}"
+        );
+        assert!(words(shown) <= EXCERPT_TOKENS, "{shown}");
+        let ask = [ChatMessage {
+            role: Role::User,
+            content: question.into(),
+        }];
+        let g = build(&ask, chosen, used, Family::Qwen, Style::Cited);
+        let blocks = &g.messages.last().expect("a message").content;
+        assert!(blocks.contains("[2] (b.pdf)\n... "), "{blocks}");
+        // Candidates that fit whole together stay whole.
+        let short = vec![
+            cand("a", "one two", json!(null)),
+            cand("b", "three", json!(null)),
+        ];
+        let (chosen, _) = select(short, 500, 8, question, &words);
+        assert!(chosen.iter().all(|c| c.excerpt.is_none()));
     }
 
     #[test]

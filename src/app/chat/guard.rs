@@ -632,6 +632,7 @@ mod tests {
                 filename: "f.txt".into(),
                 location: serde_json::Value::Null,
                 text: text.into(),
+                excerpt: None,
             },
         };
         let sources = [src(1, "Apples: 3\nPlums: 2"), src(2, "Fruit.\nPears: 7")];

@@ -349,7 +349,8 @@ impl App {
                 Candidates::Whole(_) => usize::MAX,
                 Candidates::Ranked(_) => grounding.max_sources,
             };
-            let (chosen, used) = grounded::select(candidates.list(), budget, limit, &count);
+            let (chosen, used) =
+                grounded::select(candidates.list(), budget, limit, &question, &count);
             let family = Family::of(&backend.info().id);
             let plain = grounded::build(&turn.messages, chosen.clone(), used, family, Style::Plain);
             let g = grounded::build(&turn.messages, chosen, used, family, Style::Cited);
@@ -500,6 +501,7 @@ impl App {
                     filename: file.filename.clone(),
                     location: c.location,
                     text: c.text,
+                    excerpt: None,
                 })
                 .collect();
             out.push(FileText {
@@ -556,6 +558,7 @@ impl App {
                     filename: hit.file.filename,
                     location: hit.file.chunk.location,
                     text: hit.file.chunk.text,
+                    excerpt: None,
                 }),
             }
         }

@@ -333,6 +333,7 @@ mod tests {
             filename: "f".into(),
             location,
             text: format!("chunk {n}"),
+            excerpt: None,
         }
     }
 
