@@ -13,7 +13,7 @@ APT_TEST_PACKAGES := python3-venv prometheus
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
 
-.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine soak bench-deps-auth bench-deps-audio
+.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine soak bench-deps-auth bench-deps-audio fuzz
 
 run: deps models build
 	DOCPIPE_PORT=$${DOCPIPE_PORT:-8001} DOCPIPE_DATA_DIR=$${DOCPIPE_DATA_DIR:-./data} $(BIN) serve
@@ -99,3 +99,13 @@ bench-deps-chat-engine:
 
 bench-chat: deps models build bench-deps-chat-engine
 	bash bench/chat.sh
+
+## Fuzzes every extractor and the chunker with cargo fuzz (libFuzzer, nightly), FUZZ_SECONDS each (default 300),
+## seeded from fixtures/; corpora and crashes under ~/.cache/docpipe/fuzz. `make test` runs a short smoke of
+## every target on stable instead (src/fuzzing/tests.rs). `make fuzz FUZZ_TARGETS="pdf html"` runs a few.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?=
+export FUZZ_SECONDS
+fuzz: deps
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	bash fuzz/run.sh $(FUZZ_TARGETS)

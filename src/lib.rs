@@ -8,6 +8,7 @@ pub mod bench;
 pub mod chunk;
 pub mod config;
 pub mod extract;
+pub mod fuzzing;
 pub mod index;
 pub mod ingest_cli;
 pub mod models;

@@ -14,8 +14,10 @@
 
 mod cell;
 pub mod delimited;
+mod xls_guard;
 
 use std::io::Cursor;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use calamine::{
     Data, Ods, OdsError, Range, Reader, SheetType, SheetVisible, Sheets, Xls, XlsError, Xlsb,
@@ -212,7 +214,10 @@ fn extract_workbook(
     if zip_based && !bytes.starts_with(OLE2_MAGIC) {
         archive::open(bytes, ctx.limits)?;
     }
-    let mut workbook = open(bytes, format)?;
+    if format == Format::Xls {
+        xls_guard::check(bytes, ctx.limits)?;
+    }
+    let mut workbook = unpanicked(format, || open(bytes, format))?;
     let sheets = workbook.sheets_metadata().to_vec();
     let total = sheets.len() as u64;
     let mut doc = Document::default();
@@ -238,8 +243,10 @@ fn extract_workbook(
                 finish_sheet(writer, &mut detail);
                 truncated
             } else {
-                let range = workbook.worksheet_range(&sheet.name).map_err(|e| {
-                    ExtractError::Corrupt(format!("cannot read sheet {}: {e}", sheet.name))
+                let range = unpanicked(format, || {
+                    workbook.worksheet_range(&sheet.name).map_err(|e| {
+                        ExtractError::Corrupt(format!("cannot read sheet {}: {e}", sheet.name))
+                    })
                 })?;
                 let (height, width) = range.get_size();
                 cells_read =
@@ -306,6 +313,23 @@ fn open(bytes: &[u8], format: Format) -> Result<Sheets<Cursor<&[u8]>>, ExtractEr
                 e => corrupt(format, &e),
             }),
     }
+}
+
+/// Runs a calamine call with its panics turned into [`ExtractError::Corrupt`]: calamine 0.38 panics on
+/// some malformed files (slice indexes and asserts in its XLS reader, found by cargo fuzz), and a parser's
+/// panic is the file's fault, as for lopdf in the PDF extractor.
+fn unpanicked<T>(
+    format: Format,
+    f: impl FnOnce() -> Result<T, ExtractError>,
+) -> Result<T, ExtractError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(corrupt(format, &format!("the parser failed ({what})")))
+    })
 }
 
 fn corrupt(format: Format, e: &dyn std::fmt::Display) -> ExtractError {
