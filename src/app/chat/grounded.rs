@@ -57,7 +57,8 @@ fn instructions(family: Family, style: Style) -> &'static str {
         (Family::Qwen | Family::SmolLm, Style::Cited) => {
             "You answer questions about the user's documents. Use only the numbered sources. \
              Write the answer as a short sentence that states the fact in words, then the number of its \
-             source in square brackets, for example: The bridge is 120 metres long [2]. \
+             source in square brackets. For example, if source [2] says how long a bridge is and the \
+             question asks it, answer like this: The bridge is 120 metres long [2]. \
              If the sources do not contain the answer, say that you do not know."
         }
         (_, Style::Plain) => {
