@@ -629,7 +629,7 @@ mod tests {
         assert!(
             qwen.messages[0]
                 .content
-                .contains("for example: The bridge is 120 metres long [2].")
+                .contains("answer like this: The bridge is 120 metres long [2].")
         );
         assert!(
             qwen.messages[1].content.ends_with("then cite it like [1]."),
