@@ -2,7 +2,7 @@
 """Peer of bench/qa/run.py: llama.cpp (llama-cpp-python) answers every question given its gold passage as the
 single source, with the same GGUF files as docpipe, greedy, max_tokens 80, and docpipe's grounded prompt
 (src/app/chat/grounded.rs: the INSTRUCTIONS as the system message, then "Sources:\n\n[1] (file, location)\n
-text\n\nQuestion: ..."). Scored exactly like run.py. This is an upper bound on what the model can do when
+text\n\nQuestion: ...\n\n" and the family's reminder). Scored exactly like run.py. This is an upper bound on what the model can do when
 retrieval is perfect: docpipe's answers come from the sources its own retrieval chose.
 
   $HOME/.cache/docpipe/bench/venv-llama/bin/python bench/qa/peer_llama.py --qa target/bench/qa.json \
@@ -21,10 +21,15 @@ from run import answer_ok, summarise, print_table  # noqa: E402
 
 from llama_cpp import Llama  # noqa: E402
 
-# Copied from src/app/chat/grounded.rs (INSTRUCTIONS).
-INSTRUCTIONS = ("Answer the question using only the numbered sources below. "
-                "Cite the source of each fact with its number in square brackets, like [1]. "
+# Copied from src/app/chat/grounded.rs (`instructions` and `reminder`, style Cited): both local models are
+# of the Qwen or SmolLM family, which get their own wording.
+INSTRUCTIONS = ("You answer questions about the user's documents. Use only the numbered sources. "
+                "Write the answer as a short sentence that states the fact in words, then the number of its "
+                "source in square brackets. For example, if source [2] says how long a bridge is and the "
+                "question asks it, answer like this: The bridge is 120 metres long [2]. "
                 "If the sources do not contain the answer, say that you do not know.")
+REMINDER = {"qwen": "Answer in a full sentence with the fact in words, then cite it like [1].",
+            "smollm": "Answer in one sentence and cite the source like [1]."}
 
 # Model id in docpipe -> GGUF under the models folder.
 GGUF = {"qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct/*.gguf",
@@ -61,12 +66,13 @@ def location_label(loc):
     return ""
 
 
-def prompt(question, filename, gold):
+def prompt(model, question, filename, gold):
     label = location_label(gold.get("location"))
     place = f"{filename}, {label}" if label else filename
     block = f"[1] ({place})\n{gold['text'].strip()}\n"
     return [{"role": "system", "content": INSTRUCTIONS},
-            {"role": "user", "content": f"Sources:\n\n{block}\nQuestion: {question.strip()}"}]
+            {"role": "user", "content": f"Sources:\n\n{block}\nQuestion: {question.strip()}\n\n"
+                                        f"{REMINDER['qwen' if 'qwen' in model else 'smollm']}"}]
 
 
 def main():
@@ -76,6 +82,9 @@ def main():
     ap.add_argument("--out", default="target/bench/qa-peer.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=80)
+    ap.add_argument("--n-batch", type=int, default=512,
+                    help="prompt tokens per llama.cpp batch; 1 feeds the prompt token by token, the path that "
+                         "works where its native build crashes in batched prompt evaluation (AVX-512 + AMX)")
     a = ap.parse_args()
     qa = json.load(open(a.qa))
     rows, used = [], {}
@@ -86,7 +95,7 @@ def main():
             continue
         used[model] = os.path.basename(paths[0])
         llm = Llama(model_path=paths[0], n_ctx=4096, n_threads=a.threads, n_threads_batch=a.threads,
-                    verbose=False)
+                    n_batch=a.n_batch, verbose=False)
         for q in qa["questions"]:
             gold = qa["gold"].get(q["id"])
             if not gold:
@@ -96,7 +105,7 @@ def main():
             llm.reset()
             t0 = time.perf_counter()
             ttft, parts = None, []
-            for chunk in llm.create_chat_completion(messages=prompt(q["question"], os.path.basename(q["file"]), gold),
+            for chunk in llm.create_chat_completion(messages=prompt(model, q["question"], os.path.basename(q["file"]), gold),
                                                     max_tokens=a.max_tokens, temperature=0.0, stream=True):
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
@@ -112,7 +121,7 @@ def main():
                   file=sys.stderr)
         del llm
     summary = summarise(rows)
-    json.dump({"peer": "llama-cpp-python given the gold passage", "threads": a.threads, "gguf": used,
+    json.dump({"peer": "llama-cpp-python given the gold passage", "threads": a.threads, "n_batch": a.n_batch, "gguf": used,
                "max_tokens": a.max_tokens, "summary": summary, "results": rows},
               open(a.out, "w"), indent=1, ensure_ascii=False)
     print_table(summary, "llama.cpp given the gold passage (evidence column is 1.00 by construction)")

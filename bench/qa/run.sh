@@ -22,9 +22,16 @@ if [ -x "$BENCH_CACHE/venv-llama/bin/python" ] && "$BENCH_CACHE/venv-llama/bin/p
     --out "$OUT/qa-peer.json" 2> "$OUT/qa-peer.log" || rc=$?
   # llama.cpp's native build can crash in batched prompt evaluation on some CPUs (seen with AVX-512 + AMX):
   # say so and compare what ran.
+  # Then the peer feeds prompts token by token (n_batch 1): the answers are the model's all the same, only
+  # its time to first token is no longer its best, and the JSON says which path ran.
   if [ "$rc" != 0 ]; then
-    echo "llama.cpp peer exited with status $rc ($( [ "$rc" -gt 128 ] && kill -l $((rc - 128)) ))," \
-      "see $OUT/qa-peer.log; no peer figures in this run" | tee "$OUT/qa-peer.crashed"
+    echo "llama.cpp peer exited with status $rc ($( [ "$rc" -gt 128 ] && kill -l $((rc - 128)) )) in batched" \
+      "prompt evaluation, see $OUT/qa-peer.log; running it again with prompts fed token by token (n_batch 1)" \
+      | tee "$OUT/qa-peer.crashed"
+    rc=0
+    "$BENCH_CACHE/venv-llama/bin/python" bench/qa/peer_llama.py --qa "$OUT/qa.json" --models "$MODELS" \
+      --out "$OUT/qa-peer.json" --n-batch 1 2> "$OUT/qa-peer.log" || rc=$?
+    [ "$rc" = 0 ] || echo "llama.cpp peer failed again (status $rc); no peer figures in this run"
   fi
 fi
 python3 - "$OUT/qa.json" "$OUT/qa-peer.json" <<'PY'

@@ -299,3 +299,55 @@ max_score = 1.0
     assert!(text.contains("\"sources\""), "{text}");
     let _ = std::fs::remove_file(config);
 }
+
+/// A manual of three chunks that do not fit a 512-token budget whole: the fact is in the one search ranks
+/// last, and it still reaches the sources, as an excerpt beside the best hit given whole.
+#[tokio::test]
+async fn a_fact_in_a_lower_ranked_chunk_reaches_the_sources_as_an_excerpt() {
+    let shipped = include_str!("../../pipelines/router.toml");
+    let tiers = shipped.split("[grounding]").next().expect("tiers");
+    let config = router_config(&format!(
+        "{tiers}[grounding]\nmin_context_tokens = 512\nmax_context_tokens = 512\nwhole_file_tokens = 0\n"
+    ));
+    let server =
+        Server::start_with(&[("DOCPIPE_ROUTER_CONFIG", config.to_str().expect("utf-8"))]).await;
+    // The anysize package's manual (CTAN, from Debian's texlive-latex-extra; bench/qa/PROVENANCE.md).
+    let manual = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/qa/docs/pdf/anysize.pdf"),
+    )
+    .expect("anysize.pdf");
+    let f = server.upload_and_wait("anysize.pdf", manual).await;
+    assert_eq!(f["status"], "ready", "{f}");
+    let id = f["id"].as_str().expect("id");
+    let (_, chunks) = server
+        .get(&format!("/api/v1/files/{id}/chunks?limit=100"))
+        .await;
+    let chunks = chunks["data"].as_array().expect("chunks");
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    let holder = chunks
+        .iter()
+        .find(|c| {
+            c["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("left 3,0 cm"))
+        })
+        .expect("a chunk holds the default margins");
+    let question = json!({
+        "messages": [{"role": "user", "content": "What is the default left margin with anysize?"}],
+        "file_ids": [id],
+        "max_tokens": 40
+    });
+    let (status, body) = server.post_json("/api/v1/chat/multimodal", &question).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sources = body["sources"].as_array().expect("sources");
+    assert!(
+        sources.iter().any(|s| s["chunk_id"] == holder["chunk_id"]),
+        "the chunk with the margins is not a source: {sources:?}"
+    );
+    assert!(
+        body["usage"]["prompt_tokens"]
+            .as_u64()
+            .is_some_and(|t| t <= 512 + 300),
+        "the budget held: {body}"
+    );
+}
