@@ -10,12 +10,17 @@ use serde_json::{Value, json};
 use crate::common::{Server, fixture};
 use crate::router::router_config;
 
-/// The shipped tiers with a small grounding budget, so retrieval (not whole files) picks the sources.
-fn small_budget_config() -> String {
+/// The shipped tiers with these `[grounding]` settings.
+fn with_grounding(settings: &str) -> String {
     let shipped = include_str!("../../pipelines/router.toml");
     let tiers = shipped.split("[grounding]").next().expect("tiers");
-    format!(
-        "{tiers}[grounding]\nmin_context_tokens = 200\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n"
+    format!("{tiers}[grounding]\n{settings}")
+}
+
+/// The shipped tiers with a small grounding budget, so retrieval (not whole files) picks the sources.
+fn small_budget_config() -> String {
+    with_grounding(
+        "min_context_tokens = 200\nmax_context_tokens = 200\nmax_sources = 3\nwhole_file_tokens = 0\n",
     )
 }
 
@@ -304,10 +309,8 @@ max_score = 1.0
 /// last, and it still reaches the sources, as an excerpt beside the best hit given whole.
 #[tokio::test]
 async fn a_fact_in_a_lower_ranked_chunk_reaches_the_sources_as_an_excerpt() {
-    let shipped = include_str!("../../pipelines/router.toml");
-    let tiers = shipped.split("[grounding]").next().expect("tiers");
-    let config = router_config(&format!(
-        "{tiers}[grounding]\nmin_context_tokens = 512\nmax_context_tokens = 512\nwhole_file_tokens = 0\n"
+    let config = router_config(&with_grounding(
+        "min_context_tokens = 512\nmax_context_tokens = 512\nwhole_file_tokens = 0\n",
     ));
     let server =
         Server::start_with(&[("DOCPIPE_ROUTER_CONFIG", config.to_str().expect("utf-8"))]).await;
