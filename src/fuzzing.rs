@@ -295,8 +295,9 @@ fn words(text: &str) -> usize {
     text.split_whitespace().count() + 2
 }
 
-/// About four characters a token plus `[CLS]`/`[SEP]`, so a long word must be cut between characters.
-fn subwords(text: &str) -> usize {
+/// About four characters a token plus `[CLS]`/`[SEP]`, like a subword tokenizer, so a long word must be cut
+/// between characters (also the chunker's property tests' counter).
+pub(crate) fn subwords(text: &str) -> usize {
     text.chars()
         .filter(|c| !c.is_whitespace())
         .count()

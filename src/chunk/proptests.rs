@@ -10,16 +10,8 @@ use proptest::prelude::*;
 
 use super::tests::{squash, words};
 use super::*;
+use crate::fuzzing::subwords;
 use crate::types::{Location, Segment, SegmentKind};
-
-/// About four characters per token plus `[CLS]`/`[SEP]`, like a subword tokenizer.
-fn subwords(text: &str) -> usize {
-    text.chars()
-        .filter(|c| !c.is_whitespace())
-        .count()
-        .div_ceil(4)
-        + 2
-}
 
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![

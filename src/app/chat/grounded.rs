@@ -138,13 +138,13 @@ pub fn select(
     question: &str,
     count: &dyn Fn(&str) -> usize,
 ) -> (Vec<Candidate>, usize) {
-    let whole: Vec<usize> = candidates
-        .iter()
-        .take(max_sources)
-        .enumerate()
-        .map(|(i, c)| count(&source_block(i + 1, c)))
-        .collect();
-    let all_fit = candidates.len() <= max_sources && whole.iter().sum::<usize>() <= budget;
+    let all_fit = candidates.len() <= max_sources
+        && candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| count(&source_block(i + 1, c)))
+            .sum::<usize>()
+            <= budget;
     let reserve = EXCERPT_TOKENS * EXCERPTS_KEPT;
     let mut used = 0;
     let mut out = Vec::new();
