@@ -1,7 +1,11 @@
-//! The application facade the HTTP layer calls, and the linear start-up: config -> stores -> pipelines ->
-//! workers. Shutdown is the reverse: stop accepting, stop workers, close the database.
+//! The application facade: the only door from the HTTP layer (and the CLI) into the core. One file per use
+//! case (files, search, embeddings, models, chat, transcription, keys, status), each re-exporting the domain
+//! types and errors its callers need; this file holds the [`App`] itself and the linear start-up:
+//! config -> stores -> models -> pipelines -> workers. Shutdown is the reverse: stop accepting, stop workers,
+//! join the model threads, close the database.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -18,30 +22,36 @@ use crate::pipeline::{Ingest, IngestConfig, Pipelines};
 use crate::router::{Router, RouterConfig};
 use crate::store::Store;
 
-mod chat;
-pub use chat::grounded;
-pub use chat::{
-    Analysis, ChatFilesError, ChatTurn, DEFAULT_WAIT, FileChat, MAX_WAIT, TierView,
-    not_ready_message, snippet,
-};
+pub mod chat;
+pub mod embeddings;
+pub mod files;
+pub mod keys;
+pub mod models;
+pub mod search;
+pub mod status;
+pub mod transcription;
 
-/// Everything a request handler may use.
+/// Everything a request handler may use, behind methods (one file per use case).
 #[derive(Clone)]
 pub struct App {
     /// The validated configuration.
-    pub config: Arc<Config>,
+    config: Arc<Config>,
     /// Uploads, file queries and the extraction workers.
-    pub ingest: Ingest,
+    ingest: Ingest,
+    /// Metadata, chunks, keys and blobs (shared with `ingest`).
+    store: Store,
+    /// The text and vector indexes and the embedder (shared with `ingest`).
+    search: SearchService,
     /// When the process started.
-    pub started: Instant,
+    started: Instant,
     /// The same, as Unix seconds.
-    pub started_unix: i64,
+    started_unix: i64,
     /// The local chat models (each on its own engine thread, joined at shutdown).
-    pub chat: ChatModels,
+    chat: ChatModels,
     /// API keys (deny by default once an admin key is configured).
-    pub keys: KeyRing,
+    keys: KeyRing,
     /// Set when shutdown began: readiness answers 503 so load balancers stop sending requests.
-    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    draining: Arc<AtomicBool>,
     /// Owner of the embedding model's thread (joined at shutdown).
     embedder: Arc<std::sync::Mutex<Option<EmbedderService>>>,
     /// Owner of the speech recognition engine's thread (joined at shutdown).
@@ -101,8 +111,8 @@ impl App {
                 "cannot load the chat models (run `make models`, or set DOCPIPE_CHAT_MODELS)",
             )?;
         let ingest = Ingest::new(
-            store,
-            search,
+            store.clone(),
+            search.clone(),
             pipelines,
             IngestConfig {
                 max_file_size: config.max_file_size,
@@ -116,11 +126,13 @@ impl App {
         Ok(App {
             config: Arc::new(config),
             ingest,
+            store,
+            search,
             chat,
             started: Instant::now(),
             started_unix: chrono::Utc::now().timestamp(),
             keys,
-            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            draining: Arc::new(AtomicBool::new(false)),
             embedder: Arc::new(std::sync::Mutex::new(Some(embedder))),
             asr: Arc::new(std::sync::Mutex::new(Some(asr))),
             stop: tokio_util::sync::CancellationToken::new(),
@@ -130,11 +142,26 @@ impl App {
 
     /// Repairs the indexes against the store, then starts the ingestion workers and the index saver.
     pub async fn start(&self) -> anyhow::Result<Running> {
-        let repair = self.ingest.search().check_consistency().await?;
+        let repair = self.search.check_consistency().await?;
         tracing::info!(?repair, "search indexes checked against the store");
         let workers = self.ingest.start().await?;
-        let saver = self.ingest.search().spawn_saver(self.stop.clone());
+        let saver = self.search.spawn_saver(self.stop.clone());
         Ok(Running { workers, saver })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Marks the process as shutting down: readiness answers 503 from now on.
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True once shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Names of the local models loaded and serving (empty once shut down).
@@ -174,7 +201,7 @@ impl App {
         if let Some(a) = asr {
             let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
         }
-        self.ingest.store().close().await;
+        self.store.close().await;
     }
 }
 

@@ -12,7 +12,6 @@ pub mod fuzzing;
 pub mod index;
 pub mod ingest_cli;
 pub mod models;
-pub mod monitor;
 pub mod pipeline;
 pub mod router;
 pub mod store;

@@ -462,7 +462,7 @@ async fn serve(settings: Config) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log_level, settings.log_format);
     tracing::info!(?settings, "starting docpipe");
     let app = App::open(settings).await?;
-    if app.keys.enabled() {
+    if app.keys_required() {
         tracing::info!(
             "API keys required on every route but /health, /docs, /redoc and /openapi.json"
         );
@@ -473,25 +473,27 @@ async fn serve(settings: Config) -> anyhow::Result<ExitCode> {
         );
     }
     let running = app.start().await?;
-    let addr = app.config.listen_addr();
+    let addr = app.config().listen_addr();
     let acceptor = poem::listener::TcpListener::bind(addr.clone())
         .into_acceptor()
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let acceptor = api::header_deadline::HeaderDeadlineAcceptor::new(
         acceptor,
-        std::time::Duration::from_secs(app.config.header_timeout_secs),
+        std::time::Duration::from_secs(app.config().header_timeout_secs),
     );
     tracing::info!(%addr, "listening; Swagger UI at /docs");
-    let draining = std::sync::Arc::clone(&app.draining);
-    let grace = std::time::Duration::from_secs(app.config.shutdown_grace_secs);
+    let draining = app.clone();
+    let grace = std::time::Duration::from_secs(app.config().shutdown_grace_secs);
     poem::Server::new_with_acceptor(acceptor)
-        .idle_timeout(std::time::Duration::from_secs(app.config.idle_timeout_secs))
+        .idle_timeout(std::time::Duration::from_secs(
+            app.config().idle_timeout_secs,
+        ))
         .run_with_graceful_shutdown(
             api::routes(&app),
             async move {
                 shutdown_signal().await;
-                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                draining.begin_draining();
                 tracing::info!(
                     grace_seconds = grace.as_secs(),
                     "shutdown requested: no new connections; finishing in-flight requests"

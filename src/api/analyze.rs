@@ -9,7 +9,8 @@ use super::ApiTags;
 use super::auth::Caller;
 use super::chat_wire::{ChatBody, chat_error, turn_of};
 use super::error::ApiError;
-use crate::app::{Analysis, App};
+use crate::app::App;
+use crate::app::chat::Analysis;
 
 /// One named part of the score.
 #[derive(Debug, Clone, Object)]

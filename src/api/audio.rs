@@ -14,9 +14,11 @@ use super::ApiTags;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use crate::app::App;
-use crate::extract::{DetectError, ExtractError};
-use crate::models::asr::{self, AsrError, TranscribeOptions};
-use crate::pipeline::asr::{ClipError, FileTranscript, TranscribeError, TranscriptError};
+use crate::app::files::{DetectError, ExtractError};
+use crate::app::transcription::{
+    AsrError, ClipError, FileTranscript, MODEL_NAME, TranscribeError, TranscribeOptions,
+    TranscriptError, TranscriptionError,
+};
 
 /// Longest a `/v1/audio/transcriptions` request may compute.
 const CLIP_DEADLINE: Duration = Duration::from_secs(1800);
@@ -198,34 +200,16 @@ impl AudioApi {
         wait_timeout: Query<Option<f64>>,
     ) -> Result<Json<FileTranscriptDto>, ApiError> {
         let wait = super::chat_wire::wait_of(wait_timeout.0)?;
-        let started = Instant::now();
-        let file = self
-            .app
-            .ingest
-            .wait_done(&caller.tenant, &file_id.0, wait)
-            .await?;
-        if !file.status.is_terminal() {
-            return Err(ApiError::not_ready(
-                crate::app::not_ready_message(
-                    &file.id,
-                    file.status.as_str(),
-                    Some(&file.progress),
-                    started.elapsed(),
-                ),
-                "file_id",
-            ));
-        }
         let t = self
             .app
-            .ingest
-            .transcript(&caller.tenant, &file_id.0)
+            .transcript(&caller.tenant, &file_id.0, wait)
             .await?;
         Ok(Json(FileTranscriptDto {
             file_id: t.file.id.clone(),
             transcription: t.text(),
             language: t.language.clone(),
             duration: t.duration,
-            model: asr::MODEL_NAME.to_owned(),
+            model: MODEL_NAME.to_owned(),
             segments: t
                 .segments
                 .into_iter()
@@ -260,8 +244,7 @@ impl AudioApi {
                 ErrorCode::ModelNotFound,
                 format!(
                     "model {:?} does not exist; use whisper-1 or {}",
-                    form.model,
-                    asr::MODEL_NAME
+                    form.model, MODEL_NAME
                 ),
                 Some("model"),
             ));
@@ -298,11 +281,7 @@ impl AudioApi {
         let bytes = form.file.into_vec().await.map_err(|e| {
             ApiError::with_param(ErrorCode::InvalidRequest, e.to_string(), Some("file"))
         })?;
-        let t = self
-            .app
-            .ingest
-            .transcribe_clip(bytes, filename, options)
-            .await?;
+        let t = self.app.transcribe_clip(bytes, filename, options).await?;
         Ok(TranscriptionResponse::Ok(render(
             format,
             &t,
@@ -361,6 +340,16 @@ fn render(format: Format, t: &FileTranscript, temperature: f64, words: bool) -> 
                     .collect()
             }),
         })),
+    }
+}
+
+impl From<TranscriptionError> for ApiError {
+    fn from(e: TranscriptionError) -> ApiError {
+        match e {
+            TranscriptionError::File(e) => e.into(),
+            TranscriptionError::NotReady { .. } => ApiError::not_ready(e.to_string(), "file_id"),
+            TranscriptionError::Transcript(e) => e.into(),
+        }
     }
 }
 

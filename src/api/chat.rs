@@ -1,8 +1,8 @@
 //! OpenAI-compatible text generation: `POST /v1/chat/completions` (also `/api/v1/chat/completions`) and
 //! `POST /v1/completions`, as JSON or as server-sent events with `stream: true`.
 //!
-//! Handlers turn the wire request into a [`GenerationRequest`], ask the named backend for a generation stream
-//! and either collect it or forward it as SSE chunks. Dropping the response (the client went away) drops the
+//! Handlers read the wire request, ask the facade ([`App::chat_completion`], [`App::complete`]) to start a
+//! generation and either collect it or forward it as SSE chunks. Dropping the response (the client went away) drops the
 //! stream, which cancels the generation on the engine thread.
 
 use super::json_body::JsonBody;
@@ -22,15 +22,11 @@ use super::chat_types::{
 };
 use super::error::{ApiError, ErrorBody, ErrorCode, REQUEST_ID};
 use crate::app::App;
-use crate::models::chat::{
-    ChatError, ChatMessage, FinishReason, GenerationEvent, GenerationRequest, GenerationStream,
-    Prompt, Role, SamplingParams, SharedChatBackend, Usage,
+use crate::app::chat::{
+    ChatError, ChatMessage, CompletionError, FinishReason, Generation, GenerationEvent,
+    GenerationStream, Role, SamplingParams, Usage,
 };
 
-/// `max_tokens` of a chat request that gives none: this many, or what is left of the window if less.
-pub const DEFAULT_CHAT_MAX_TOKENS: usize = 512;
-/// `max_tokens` of a completion request that gives none (OpenAI's default).
-pub const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
 /// Most stop sequences per request (OpenAI's limit).
 const MAX_STOP_SEQUENCES: usize = 4;
 
@@ -105,19 +101,19 @@ pub fn chat_error(e: ChatError, prompt_param: &str) -> ApiError {
     }
 }
 
-/// The loaded model named `model`, or 404 `model_not_found`.
-fn backend(app: &App, model: &str) -> Result<SharedChatBackend, ApiError> {
-    app.chat.get(model).ok_or_else(|| {
-        let known: Vec<String> = app.chat.infos().into_iter().map(|i| i.id).collect();
-        ApiError::with_param(
-            ErrorCode::ModelNotFound,
-            format!(
-                "the model `{model}` does not exist or is not loaded; chat models: {}",
-                known.join(", ")
-            ),
-            Some("model"),
-        )
-    })
+/// The error response for a chat or completion that cannot start.
+fn completion_error(e: CompletionError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        CompletionError::ModelNotFound { .. } => {
+            ApiError::with_param(ErrorCode::ModelNotFound, message, Some("model"))
+        }
+        CompletionError::Chat {
+            source,
+            prompt_param,
+        } => chat_error(source, prompt_param),
+        CompletionError::Routed(e) => super::chat_wire::chat_error(e),
+    }
 }
 
 /// The sampling fields shared by both request kinds.
@@ -131,7 +127,8 @@ struct WireSampling<'a> {
     frequency_penalty: Option<f64>,
 }
 
-fn sampling(w: &WireSampling<'_>, max_tokens: usize) -> Result<SamplingParams, ApiError> {
+/// The sampling parameters of a request; `max_tokens` is left to the facade, which knows the model's window.
+fn sampling(w: &WireSampling<'_>) -> Result<SamplingParams, ApiError> {
     if w.n.is_some_and(|n| n != 1) {
         return Err(bad("only n = 1 is supported", "n"));
     }
@@ -157,7 +154,7 @@ fn sampling(w: &WireSampling<'_>, max_tokens: usize) -> Result<SamplingParams, A
         Some(_) => return Err(bad("stop must be a string or an array of strings", "stop")),
     };
     Ok(SamplingParams {
-        max_tokens,
+        max_tokens: 0,
         temperature: w.temperature.unwrap_or(1.0) as f32,
         top_p: w.top_p.unwrap_or(1.0) as f32,
         seed: w.seed.map(|s| u64::from_ne_bytes(s.to_ne_bytes())),
@@ -207,36 +204,14 @@ fn message(m: ChatMessageIn, i: usize) -> Result<ChatMessage, ApiError> {
     Ok(ChatMessage { role, content })
 }
 
-/// `max_tokens` as asked, or the default capped by what is left of the window.
-fn max_tokens(
-    asked: Option<u32>,
-    default: usize,
-    backend: &SharedChatBackend,
-    prompt: &Prompt,
-    prompt_param: &str,
-) -> Result<usize, ApiError> {
-    if let Some(n) = asked {
-        return Ok(n as usize);
-    }
-    let used = backend
-        .count_prompt_tokens(prompt)
-        .map_err(|e| chat_error(e, prompt_param))?;
-    let left = backend.info().context_window.saturating_sub(used);
-    Ok(default.min(left).max(1))
-}
-
 async fn chat(
     app: &App,
     req: ChatCompletionRequest,
 ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
-    let model = app.chat_model_name(req.model.as_deref());
-    let auto = model == crate::router::AUTO;
-    // With `auto` the router picks the backend below, after the messages are read.
-    let backend = if auto {
-        None
-    } else {
-        Some(backend(app, &model)?)
-    };
+    // The model is resolved first: an unknown one is 404 whatever the rest of the body says.
+    let target = app
+        .chat_target(req.model.as_deref())
+        .map_err(completion_error)?;
     if req.messages.is_empty() {
         return Err(bad("messages must not be empty", "messages"));
     }
@@ -246,8 +221,7 @@ async fn chat(
         .enumerate()
         .map(|(i, m)| message(m, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let asked = req.max_completion_tokens.or(req.max_tokens);
-    let wire = WireSampling {
+    let params = sampling(&WireSampling {
         temperature: req.temperature,
         top_p: req.top_p,
         n: req.n,
@@ -255,40 +229,12 @@ async fn chat(
         seed: req.seed,
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
-    };
-    let Some(backend) = backend else {
-        // `auto`: the complexity router picks the tier (never one whose window cannot hold the request)
-        // and falls back to the next when a tier fails; the answer names the model that answered.
-        let limit = asked.map_or(DEFAULT_CHAT_MAX_TOKENS, |n| n as usize);
-        let params = sampling(&wire, limit)?;
-        let (routed, _) = app
-            .chat_auto(
-                messages,
-                params,
-                crate::router::OutputFormat::Text,
-                asked.is_some(),
-            )
-            .await
-            .map_err(super::chat_wire::chat_error)?;
-        return reply_chat(req.stream, req.stream_options, routed.stream, routed.model).await;
-    };
-    let prompt = Prompt::Chat(messages);
-    let limit = max_tokens(
-        asked,
-        DEFAULT_CHAT_MAX_TOKENS,
-        &backend,
-        &prompt,
-        "messages",
-    )?;
-    let params = sampling(&wire, limit)?;
-    let stream = backend
-        .generate(GenerationRequest {
-            prompt,
-            params,
-            span: tracing::Span::current(),
-        })
-        .map_err(|e| chat_error(e, "messages"))?;
-    let model = backend.info().id.clone();
+    })?;
+    let asked = req.max_completion_tokens.or(req.max_tokens);
+    let Generation { stream, model } = app
+        .chat_completion(target, messages, asked, params)
+        .await
+        .map_err(completion_error)?;
     reply_chat(req.stream, req.stream_options, stream, model).await
 }
 
@@ -337,7 +283,6 @@ async fn complete(
     app: &App,
     req: CompletionRequest,
 ) -> Result<Reply<Completion, CompletionStreamEvent>, ApiError> {
-    let model = app.chat_model_name(req.model.as_deref());
     let text = match req.prompt {
         serde_json::Value::String(s) => s,
         serde_json::Value::Array(items) if items.len() == 1 && items[0].is_string() => {
@@ -350,42 +295,23 @@ async fn complete(
             ));
         }
     };
-    let backend = if model == crate::router::AUTO {
-        app.routed_backend(&text)
-            .map_err(super::chat_wire::chat_error)?
-    } else {
-        backend(app, &model)?
-    };
-    let prompt = Prompt::Text(text);
-    let limit = max_tokens(
-        req.max_tokens,
-        DEFAULT_COMPLETION_MAX_TOKENS,
-        &backend,
-        &prompt,
-        "prompt",
-    )?;
-    let params = sampling(
-        &WireSampling {
-            temperature: req.temperature,
-            top_p: req.top_p,
-            n: req.n,
-            stop: req.stop.as_ref(),
-            seed: req.seed,
-            presence_penalty: req.presence_penalty,
-            frequency_penalty: req.frequency_penalty,
-        },
-        limit,
-    )?;
-    let stream = backend
-        .generate(GenerationRequest {
-            prompt,
-            params,
-            span: tracing::Span::current(),
-        })
-        .map_err(|e| chat_error(e, "prompt"))?;
+    let target = app
+        .completion_target(req.model.as_deref(), &text)
+        .map_err(completion_error)?;
+    let params = sampling(&WireSampling {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        n: req.n,
+        stop: req.stop.as_ref(),
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+    })?;
+    let Generation { stream, model } = app
+        .complete(target, text, req.max_tokens, params)
+        .map_err(completion_error)?;
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
-    let model = backend.info().id.clone();
     if req.stream.unwrap_or(false) {
         let include_usage = req
             .stream_options

@@ -17,9 +17,11 @@ use super::auth::Caller;
 use super::chat_types::CompletionUsage;
 use super::chat_wire::{ChatBody, RoutingDto, chat_error, turn_of};
 use super::error::ApiError;
-use crate::app::grounded::{Source, best_quote, cited_numbers, location_label};
-use crate::app::{App, FileChat, snippet};
-use crate::models::chat::{ChatError, FinishReason, GenerationEvent, GenerationStream, Usage};
+use crate::app::App;
+use crate::app::chat::grounded::{Source, best_quote, cited_numbers, location_label};
+use crate::app::chat::{
+    ChatError, FileChat, FinishReason, GenerationEvent, GenerationStream, Usage, snippet,
+};
 
 /// Keep-alive comment interval of answer streams (prompt processing can take a while).
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);

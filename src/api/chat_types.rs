@@ -106,8 +106,8 @@ pub struct CompletionUsage {
     pub total_tokens: u64,
 }
 
-impl From<crate::models::chat::Usage> for CompletionUsage {
-    fn from(u: crate::models::chat::Usage) -> CompletionUsage {
+impl From<crate::app::chat::Usage> for CompletionUsage {
+    fn from(u: crate::app::chat::Usage) -> CompletionUsage {
         CompletionUsage {
             prompt_tokens: u.prompt_tokens as u64,
             completion_tokens: u.completion_tokens as u64,

@@ -6,9 +6,10 @@ use serde_json::Value;
 
 use super::chat_types::ChatMessageIn;
 use super::error::{ApiError, ErrorCode};
-use crate::app::{ChatFilesError, ChatTurn};
-use crate::models::chat::{ChatError, ChatMessage, Role, SamplingParams};
-use crate::router::{AUTO, Decision, OutputFormat, RouteError, Skipped};
+use crate::app::chat::{
+    AUTO, ChatError, ChatFilesError, ChatMessage, ChatTurn, DEFAULT_WAIT, Decision, MAX_WAIT,
+    OutputFormat, Role, RouteError, SamplingParams, Skipped,
+};
 
 /// Completion tokens when the request does not say.
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -200,13 +201,13 @@ pub fn turn_of(body: ChatBody, file_chat: bool) -> Result<ChatTurn, ApiError> {
 /// The wait for unready files: `wait_timeout` seconds (0 to 600), 120 by default.
 pub fn wait_of(seconds: Option<f64>) -> Result<std::time::Duration, ApiError> {
     let Some(s) = seconds else {
-        return Ok(crate::app::DEFAULT_WAIT);
+        return Ok(DEFAULT_WAIT);
     };
-    if !s.is_finite() || s < 0.0 || s > crate::app::MAX_WAIT.as_secs_f64() {
+    if !s.is_finite() || s < 0.0 || s > MAX_WAIT.as_secs_f64() {
         return Err(bad(
             format!(
                 "wait_timeout must be between 0 and {} seconds",
-                crate::app::MAX_WAIT.as_secs()
+                MAX_WAIT.as_secs()
             ),
             "wait_timeout",
         ));

@@ -5,9 +5,9 @@
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
-use crate::auth::{AuthError, KeyError};
-use crate::extract::DetectError;
-use crate::pipeline::{FileOpError, RETRY_AFTER_SECS, UploadError};
+use crate::app::files::{DetectError, FileOpError, RETRY_AFTER_SECS, UploadError};
+use crate::app::keys::KeyError;
+use crate::auth::AuthError;
 
 tokio::task_local! {
     /// The current request's id, set by the edge middleware for the whole request.

@@ -18,8 +18,7 @@ use super::types::{
     StatusDto,
 };
 use crate::app::App;
-use crate::pipeline::{FileEvent, UploadRequest};
-use crate::store::FileFilter;
+use crate::app::files::{FileEvent, FileFilter, FileRecord, UploadRequest};
 
 /// Default page size of file lists.
 const DEFAULT_LIMIT: u32 = 50;
@@ -77,10 +76,9 @@ impl FilesApi {
             let secs = timeout
                 .0
                 .unwrap_or(DEFAULT_WAIT_SECS)
-                .min(self.app.config.max_wait_secs);
+                .min(self.app.config().max_wait_secs);
             self.app
-                .ingest
-                .wait_done(&caller.tenant, &file.id, Duration::from_secs(secs))
+                .wait_for_file(&caller.tenant, &file.id, Duration::from_secs(secs))
                 .await?
         } else {
             file
@@ -111,7 +109,7 @@ impl FilesApi {
             limit,
             offset: offset.0.unwrap_or(0),
         };
-        let (files, total) = self.app.ingest.list(&caller.tenant, &filter).await?;
+        let (files, total) = self.app.files(&caller.tenant, &filter).await?;
         Ok(Json(FileList::new(&files, total, &filter)))
     }
 
@@ -124,7 +122,7 @@ impl FilesApi {
         caller: Caller,
         file_id: Path<String>,
     ) -> Result<Json<FileObject>, ApiError> {
-        let file = self.app.ingest.file(&caller.tenant, &file_id.0).await?;
+        let file = self.app.file(&caller.tenant, &file_id.0).await?;
         Ok(Json(FileObject::from(&file)))
     }
 
@@ -139,7 +137,7 @@ impl FilesApi {
         caller: Caller,
         file_id: Path<String>,
     ) -> Result<Json<DocumentText>, ApiError> {
-        let (file, doc) = self.app.ingest.document(&caller.tenant, &file_id.0).await?;
+        let (file, doc) = self.app.document(&caller.tenant, &file_id.0).await?;
         Ok(Json(DocumentText::new(&file, doc)))
     }
 
@@ -162,7 +160,6 @@ impl FilesApi {
         let offset = offset.0.unwrap_or(0);
         let (file, chunks, total) = self
             .app
-            .ingest
             .chunks(&caller.tenant, &file_id.0, limit, offset)
             .await?;
         Ok(Json(ChunkList::new(&file.id, chunks, total, limit, offset)))
@@ -191,8 +188,8 @@ impl FilesApi {
         file_id: Path<String>,
     ) -> Result<EventStream<BoxStream<'static, FileEventDto>>, ApiError> {
         // Subscribe before reading the state so no change in between is lost.
-        let rx = self.app.ingest.subscribe();
-        let file = self.app.ingest.file(&caller.tenant, &file_id.0).await?;
+        let rx = self.app.file_events();
+        let file = self.app.file(&caller.tenant, &file_id.0).await?;
         let first = FileEvent::of(&file);
         let stream = event_stream(rx, first, self.app.clone());
         Ok(EventStream::new(stream).keep_alive(EVENT_KEEP_ALIVE))
@@ -207,7 +204,7 @@ impl FilesApi {
         caller: Caller<Write>,
         file_id: Path<String>,
     ) -> Result<Json<DeletedFile>, ApiError> {
-        let file = self.app.ingest.delete(&caller.tenant, &file_id.0).await?;
+        let file = self.app.delete_file(&caller.tenant, &file_id.0).await?;
         caller.audit("file.delete", &file.id);
         Ok(Json(DeletedFile::from(&file)))
     }
@@ -232,14 +229,14 @@ pub async fn upload_form(
     tenant: &str,
     upload: Upload,
     purpose: Option<&str>,
-) -> Result<crate::types::FileRecord, ApiError> {
+) -> Result<FileRecord, ApiError> {
     let filename = upload.file_name().unwrap_or("upload").to_owned();
     let req = UploadRequest {
         tenant,
         filename: &filename,
         purpose,
     };
-    Ok(app.ingest.upload(&req, upload.into_async_read()).await?)
+    Ok(app.upload(&req, upload.into_async_read()).await?)
 }
 
 /// The original bytes with their content type; shared by both file APIs.
@@ -248,7 +245,7 @@ pub async fn content_response(
     tenant: &str,
     id: &str,
 ) -> Result<Response<Binary<Vec<u8>>>, ApiError> {
-    let (file, bytes) = app.ingest.content(tenant, id).await?;
+    let (file, bytes) = app.content(tenant, id).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
         file.filename
@@ -284,7 +281,7 @@ fn event_stream(
                         Ok(e) if e.file_id == id && e.tenant == first_tenant => break e,
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            match app.ingest.file(&first_tenant, &id).await {
+                            match app.file(&first_tenant, &id).await {
                                 Ok(f) => break FileEvent::of(&f),
                                 Err(_) => return None,
                             }

@@ -10,8 +10,7 @@ use super::ApiTags;
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, ErrorCode};
 use crate::app::App;
-use crate::auth::NewKey;
-use crate::store::KeyRow;
+use crate::app::keys::{KeyRow, NewKey};
 
 /// A key to create.
 #[derive(Debug, Clone, Object)]
@@ -118,8 +117,7 @@ impl KeysApi {
         let b = body.0;
         let (row, secret) = self
             .app
-            .keys
-            .create(
+            .create_key(
                 &caller.principal,
                 NewKey {
                     name: b.name,
@@ -141,7 +139,7 @@ impl KeysApi {
     /// Every key of the caller's tenant (all tenants for the configured admin key), without secrets.
     #[oai(path = "/api/v1/keys", method = "get")]
     async fn list(&self, caller: Caller<Admin>) -> Result<Json<KeyList>, ApiError> {
-        let keys = self.app.keys.list(&caller.principal).await?;
+        let keys = self.app.keys(&caller.principal).await?;
         Ok(Json(KeyList {
             object: "list".into(),
             data: keys.iter().map(KeyObject::from).collect(),
@@ -159,8 +157,7 @@ impl KeysApi {
     ) -> Result<Json<KeyObject>, ApiError> {
         let row = self
             .app
-            .keys
-            .revoke(&caller.principal, &key_id.0)
+            .revoke_key(&caller.principal, &key_id.0)
             .await?
             .ok_or_else(|| {
                 ApiError::with_param(

@@ -135,7 +135,7 @@ pub fn json_error(code: ErrorCode, message: String) -> Response {
         .content_type("application/json")
         .body(serde_json::to_string(&body).unwrap_or_default());
     if spec.status == StatusCode::SERVICE_UNAVAILABLE.as_u16()
-        && let Ok(v) = HeaderValue::from_str(&crate::pipeline::RETRY_AFTER_SECS.to_string())
+        && let Ok(v) = HeaderValue::from_str(&crate::app::files::RETRY_AFTER_SECS.to_string())
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }

@@ -15,6 +15,7 @@ pub mod header_deadline;
 mod json_body;
 mod keys;
 pub mod middleware;
+mod models;
 mod monitoring;
 mod openai_files;
 mod search;
@@ -52,6 +53,7 @@ type Apis = (
     files::FilesApi,
     search::SearchApi,
     embeddings::EmbeddingsApi,
+    models::ModelsApi,
     chat::ChatApi,
     openai_files::OpenAiFilesApi,
     system::SystemApi,
@@ -67,6 +69,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         files::FilesApi { app: app.clone() },
         search::SearchApi { app: app.clone() },
         embeddings::EmbeddingsApi { app: app.clone() },
+        models::ModelsApi { app: app.clone() },
         chat::ChatApi { app: app.clone() },
         openai_files::OpenAiFilesApi { app: app.clone() },
         system::SystemApi { app: app.clone() },
@@ -104,12 +107,12 @@ fn spec_paths(api: &OpenApiService<Apis, ()>) -> Vec<String> {
 /// The whole HTTP application.
 pub fn routes(app: &App) -> impl Endpoint + use<> {
     let api = service(app);
+    let config = app.config();
     let edge = Edge {
-        max_file_size: app.config.max_file_size,
+        max_file_size: config.max_file_size,
     };
-    let config = &app.config;
     let guard = Arc::new(auth::Guard::new(
-        app.keys.clone(),
+        app.key_ring(),
         config.rate_limit_requests,
         Duration::from_secs(config.rate_limit_window),
         Duration::from_secs(config.body_timeout_secs),

@@ -9,7 +9,8 @@ use super::ApiTags;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::app::App;
-use crate::monitor::{self, Readiness};
+use crate::app::files::RETRY_AFTER_SECS;
+use crate::app::status::Readiness;
 use crate::telemetry::perf;
 
 /// Host resources.
@@ -151,15 +152,15 @@ impl MonitoringApi {
         &self,
         _caller: Caller,
     ) -> Result<ApiPayloadResponse<Json<ReadinessDto>>, ApiError> {
-        let r = monitor::readiness(&self.app).await;
+        let r = self.app.readiness().await;
         let ready = r.ready;
-        let dto = ReadinessDto::new(r, self.app.started.elapsed().as_secs());
+        let dto = ReadinessDto::new(r, self.app.uptime().as_secs());
         let resp = ApiPayloadResponse::new(Json(dto));
         Ok(if ready {
             resp
         } else {
             resp.status(StatusCode::SERVICE_UNAVAILABLE)
-                .header("Retry-After", crate::pipeline::RETRY_AFTER_SECS.to_string())
+                .header("Retry-After", RETRY_AFTER_SECS.to_string())
         })
     }
 
@@ -169,7 +170,7 @@ impl MonitoringApi {
     /// ingestion queue.
     #[oai(path = "/api/v1/performance/metrics", method = "get")]
     async fn performance(&self, _caller: Caller) -> Result<Json<PerformanceDto>, ApiError> {
-        let r = monitor::readiness_queue(&self.app).await;
+        let queue = self.app.queue().await;
         Ok(Json(PerformanceDto {
             window_seconds: perf::WINDOW.as_secs(),
             routes: perf::report()
@@ -186,10 +187,10 @@ impl MonitoringApi {
                 })
                 .collect(),
             queue: QueueDto {
-                queued: r.0,
-                processing: r.1,
-                capacity: self.app.ingest.config().max_queued,
-                workers: self.app.ingest.config().workers,
+                queued: queue.queued,
+                processing: queue.processing,
+                capacity: queue.capacity,
+                workers: queue.workers,
             },
         }))
     }
@@ -197,7 +198,7 @@ impl MonitoringApi {
 
 /// `GET /metrics`: Prometheus text format (admin scope when keys are configured; checked by the guard).
 pub async fn prometheus(app: App) -> Response {
-    let text = monitor::metrics_text(&app).await;
+    let text = app.metrics_text().await;
     text.with_content_type(crate::telemetry::metrics::CONTENT_TYPE)
         .with_status(StatusCode::OK)
         .into_response()

@@ -12,8 +12,7 @@ use super::error::{ApiError, ErrorCode};
 use super::files::{content_response, upload_form};
 use super::types::DeletedFile;
 use crate::app::App;
-use crate::store::FileFilter;
-use crate::types::{FileRecord, FileStatus};
+use crate::app::files::{FileFilter, FileRecord, FileStatus};
 
 /// Largest page of `GET /v1/files`.
 const MAX_LIMIT: u32 = 10_000;
@@ -132,7 +131,7 @@ impl OpenAiFilesApi {
             limit,
             ..FileFilter::default()
         };
-        let (files, total) = self.app.ingest.list(&caller.tenant, &filter).await?;
+        let (files, total) = self.app.files(&caller.tenant, &filter).await?;
         let data: Vec<OpenAiFile> = files
             .iter()
             .map(OpenAiFile::from)
@@ -152,7 +151,7 @@ impl OpenAiFilesApi {
         caller: Caller,
         file_id: Path<String>,
     ) -> Result<Json<OpenAiFile>, ApiError> {
-        let file = self.app.ingest.file(&caller.tenant, &file_id.0).await?;
+        let file = self.app.file(&caller.tenant, &file_id.0).await?;
         Ok(Json(OpenAiFile::from(&file)))
     }
 
@@ -173,7 +172,7 @@ impl OpenAiFilesApi {
         caller: Caller<Write>,
         file_id: Path<String>,
     ) -> Result<Json<DeletedFile>, ApiError> {
-        let file = self.app.ingest.delete(&caller.tenant, &file_id.0).await?;
+        let file = self.app.delete_file(&caller.tenant, &file_id.0).await?;
         caller.audit("file.delete", &file.id);
         Ok(Json(DeletedFile::from(&file)))
     }

@@ -10,9 +10,10 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use super::types::CategoryDto;
 use crate::app::App;
-use crate::index::fusion::{FusionConfig, FusionMethod, ScoreNorm};
-use crate::index::service::{SearchError, SearchMode, SearchRequest, SearchResult, filter};
-use crate::models::embed::DIMENSIONS;
+use crate::app::search::{
+    DIMENSIONS, FusionConfig, FusionMethod, ScoreNorm, SearchError, SearchMode, SearchRequest,
+    SearchResult, filter,
+};
 
 /// Largest `top_k`.
 const MAX_TOP_K: u32 = 100;
@@ -284,8 +285,6 @@ impl SearchApi {
         };
         let results: Vec<SearchHitDto> = self
             .app
-            .ingest
-            .search()
             .search(request)
             .await?
             .into_iter()

@@ -29,11 +29,11 @@ impl SystemApi {
     /// Answers while the process serves requests.
     #[oai(path = "/health", method = "get")]
     async fn health(&self) -> Json<Health> {
-        let db_ok = self.app.ingest.store().ping().await;
+        let db_ok = self.app.database_ok().await;
         Json(Health {
             status: if db_ok { "ok" } else { "degraded" }.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            uptime_seconds: self.app.started.elapsed().as_secs(),
+            uptime_seconds: self.app.uptime().as_secs(),
         })
     }
 }

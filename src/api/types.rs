@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 
-use crate::pipeline::FileEvent;
-use crate::store::FileFilter;
-use crate::types::{Category, Document, FileError, FileRecord, FileStatus, Progress};
+use crate::app::files::{
+    Category, Document, FileError, FileEvent, FileFilter, FileRecord, FileStatus, Progress,
+    StoredChunk, chunk_id,
+};
 
 /// Processing status of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -358,7 +359,7 @@ impl ChunkList {
     /// Builds a page.
     pub fn new(
         file_id: &str,
-        chunks: Vec<crate::store::StoredChunk>,
+        chunks: Vec<StoredChunk>,
         total: u64,
         limit: u32,
         offset: u32,
@@ -369,7 +370,7 @@ impl ChunkList {
             data: chunks
                 .into_iter()
                 .map(|c| ChunkDto {
-                    chunk_id: crate::store::chunk_id(file_id, c.ordinal),
+                    chunk_id: chunk_id(file_id, c.ordinal),
                     ordinal: c.ordinal,
                     text: c.text,
                     location: c.location,

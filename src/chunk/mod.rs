@@ -33,11 +33,10 @@ pub use location::{BlockRange, ChunkLocation};
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::embed::MAX_TOKENS;
 use crate::types::Document;
 
-/// Default tokens per chunk, overlap and `[CLS]`/`[SEP]` included: below the embedder's window of
-/// [`MAX_TOKENS`] so a caller may still add a short title without truncation.
+/// Default tokens per chunk, overlap and `[CLS]`/`[SEP]` included: below the embedder's window (256 tokens
+/// for MiniLM) so a caller may still add a short title without truncation.
 pub const DEFAULT_MAX_TOKENS: usize = 240;
 /// Default tokens a chunk may repeat from the chunk before it.
 pub const DEFAULT_OVERLAP_TOKENS: usize = 32;
@@ -57,7 +56,8 @@ pub enum ChunkError {
 /// How big chunks are, in tokens as counted by the embedder's tokenizer (`[CLS]` and `[SEP]` included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkConfig {
-    /// Most tokens of one chunk, its overlap and repeated table header included; at most [`MAX_TOKENS`].
+    /// Most tokens of one chunk, its overlap and repeated table header included; at most the embedder's
+    /// window (checked by [`ChunkConfig::validate`]).
     pub max_tokens: usize,
     /// Most tokens a chunk repeats from the chunk before it; at most half of `max_tokens`.
     pub overlap_tokens: usize,
@@ -73,17 +73,24 @@ impl Default for ChunkConfig {
 }
 
 impl ChunkConfig {
-    /// Checks that chunks fit the embedder's window and that the overlap leaves room for new text.
-    pub fn validate(&self) -> Result<(), ChunkError> {
+    /// Checks that chunks fit the embedder's window of `window` tokens (the caller knows the embedder; the
+    /// chunker does not) and that the overlap leaves room for new text.
+    pub fn validate(&self, window: usize) -> Result<(), ChunkError> {
+        if self.max_tokens > window {
+            return Err(ChunkError::InvalidConfig(format!(
+                "max_tokens is {}, but the embedder's window is {window} tokens",
+                self.max_tokens
+            )));
+        }
+        self.check_shape()
+    }
+
+    /// The checks that need no embedder: a chunk holds more than a handful of tokens, the overlap at most half.
+    fn check_shape(&self) -> Result<(), ChunkError> {
         let Self {
             max_tokens,
             overlap_tokens,
         } = *self;
-        if max_tokens > MAX_TOKENS {
-            return Err(ChunkError::InvalidConfig(format!(
-                "max_tokens is {max_tokens}, but the embedder's window is {MAX_TOKENS} tokens"
-            )));
-        }
         if max_tokens < MIN_MAX_TOKENS {
             return Err(ChunkError::InvalidConfig(format!(
                 "max_tokens is {max_tokens}, it must be at least {MIN_MAX_TOKENS}"
@@ -126,8 +133,9 @@ impl Chunk {
     }
 }
 
-/// Cuts `doc` into chunks of at most `cfg.max_tokens` tokens as counted by `count` (in production
-/// [`TokenCounter::count`](crate::models::embed::TokenCounter::count)). See the module docs for the rules.
+/// Cuts `doc` into chunks of at most `cfg.max_tokens` tokens as counted by `count` (in production the
+/// embedder's token counter; callers check `cfg` against its window with [`ChunkConfig::validate`]). See the
+/// module docs for the rules.
 pub fn chunk_document(
     doc: &Document,
     cfg: &ChunkConfig,
@@ -144,7 +152,7 @@ pub fn chunk_document_at_most(
     count: &dyn Fn(&str) -> usize,
     max_chunks: usize,
 ) -> Result<Vec<Chunk>, ChunkError> {
-    cfg.validate()?;
+    cfg.check_shape()?;
     Ok(pack::Packer::new(cfg, count).run(&doc.segments, max_chunks))
 }
 

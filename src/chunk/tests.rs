@@ -60,9 +60,10 @@ fn page(page: u32, ocr: bool, text: String) -> Segment {
 #[test]
 fn default_config_fits_the_embedder_and_bad_configs_are_refused() {
     let default = ChunkConfig::default();
-    assert_eq!(default.validate(), Ok(()));
-    assert!(default.max_tokens <= crate::models::embed::MAX_TOKENS);
-    let err = |c: ChunkConfig| c.validate().expect_err("invalid").to_string();
+    let window = crate::models::embed::MAX_TOKENS;
+    assert_eq!(default.validate(window), Ok(()));
+    assert!(default.max_tokens <= window);
+    let err = |c: ChunkConfig| c.validate(window).expect_err("invalid").to_string();
     assert_eq!(
         err(cfg(300, 32)),
         "invalid chunk config: max_tokens is 300, but the embedder's window is 256 tokens"

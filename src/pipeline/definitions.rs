@@ -212,7 +212,7 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineDef, DefinitionError> {
         return Err(fail("the `embed` step needs the `chunk` step".into()));
     }
     def.chunking
-        .validate()
+        .validate(crate::models::embed::MAX_TOKENS)
         .map_err(|e| fail(format!("[chunking]: {e}")))?;
     // Without the ocr step, OCR is off whatever the limits say.
     if !ocr_step {

@@ -146,7 +146,7 @@ impl Ingest {
     }
 
     /// The speech recognition engine, when one was set.
-    pub fn asr(&self) -> Option<&crate::models::asr::AsrHandle> {
+    fn asr(&self) -> Option<&crate::models::asr::AsrHandle> {
         self.shared.asr.get()
     }
 
@@ -155,19 +155,9 @@ impl Ingest {
         self.shared.shutdown.cancel();
     }
 
-    /// The store behind the service.
-    pub fn store(&self) -> &Store {
-        &self.shared.store
-    }
-
     /// The pipeline definitions in force.
-    pub fn pipelines(&self) -> &Pipelines {
+    fn pipelines(&self) -> &Pipelines {
         &self.shared.pipelines
-    }
-
-    /// The ingestion settings.
-    pub fn config(&self) -> &IngestConfig {
-        &self.shared.config
     }
 
     /// Subscribes to file events (all tenants; filter by `tenant` and `file_id`).
@@ -271,11 +261,6 @@ impl Ingest {
             tracing::error!(file_id = id, error = %e, "cannot remove the file from the indexes");
         }
         Ok(file)
-    }
-
-    /// The search service.
-    pub fn search(&self) -> &SearchService {
-        &self.shared.search
     }
 
     /// Waits until the file is ready or failed, or `timeout` passes; returns its latest record.

@@ -13,6 +13,7 @@ mod embeddings;
 mod files;
 mod fixtures;
 mod hostile;
+mod layout;
 mod limits;
 mod monitoring;
 mod openapi;

@@ -1,6 +1,6 @@
 //! SubRip (`srt`) and WebVTT (`vtt`) renderings of timed segments.
 
-use crate::models::asr::Segment;
+use crate::app::transcription::Segment;
 
 /// `HH:MM:SS<sep>mmm`.
 fn timestamp(secs: f64, sep: char) -> String {

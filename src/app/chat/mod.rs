@@ -3,23 +3,28 @@
 //!
 //! Everything here awaits (store, search, the router's first event); nothing blocks the runtime.
 
+mod completions;
 pub mod grounded;
 mod guard;
 mod retrieve;
+
+pub use crate::models::chat::{
+    ChatError, ChatMessage, FinishReason, GenerationEvent, GenerationStream, Role, SamplingParams,
+    Usage,
+};
+pub use crate::router::{AUTO, Decision, OutputFormat, RouteError, Routed, Skipped};
+pub use completions::{
+    ChatTarget, CompletionError, DEFAULT_CHAT_MAX_TOKENS, DEFAULT_COMPLETION_MAX_TOKENS, Generation,
+};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::app::App;
 use crate::index::service::{SearchError, SearchMode, SearchRequest, filter};
-use crate::models::chat::{
-    ChatError, ChatMessage, GenerationRequest, Prompt, SamplingParams, SharedChatBackend,
-};
+use crate::models::chat::{GenerationRequest, Prompt, SharedChatBackend};
 use crate::pipeline::FileOpError;
-use crate::router::{
-    AUTO, ComplexityInput, Decision, OutputFormat, RouteError, Router, Tier, TierCounts,
-    last_user_text,
-};
+use crate::router::{ComplexityInput, Tier, TierCounts, last_user_text};
 use crate::store::{StoreError, chunk_id};
 use crate::types::{FileRecord, FileStatus};
 use grounded::{Candidate, Family, Source, Style};
@@ -191,11 +196,6 @@ struct FileText {
 }
 
 impl App {
-    /// The router.
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
-
     /// How often each tier answered or failed.
     pub fn router_metrics(&self) -> BTreeMap<String, TierCounts> {
         self.router.metrics().snapshot()
@@ -203,7 +203,7 @@ impl App {
 
     /// The chat model a client's `model` stands for: `auto` (also when it is missing), an alias's target
     /// (`[aliases.chat]` in the router configuration), or the name itself; case-insensitive.
-    pub fn chat_model_name(&self, name: Option<&str>) -> String {
+    fn chat_model_name(&self, name: Option<&str>) -> String {
         let Some(n) = name.map(str::trim).filter(|n| !n.is_empty()) else {
             return AUTO.into();
         };
@@ -223,7 +223,7 @@ impl App {
 
     /// The local model `auto` picks for a raw text prompt (`/v1/completions`): the first tier of the
     /// router's plan for it.
-    pub fn routed_backend(&self, text: &str) -> Result<SharedChatBackend, ChatFilesError> {
+    fn routed_backend(&self, text: &str) -> Result<SharedChatBackend, ChatFilesError> {
         let turn = ChatTurn {
             model: AUTO.into(),
             messages: vec![ChatMessage {
@@ -267,7 +267,7 @@ impl App {
 
     /// Answers a conversation with `auto` (the `/v1/chat/completions` hook): scores it, picks the tier and
     /// falls back on failure.
-    pub async fn chat_auto(
+    async fn chat_auto(
         &self,
         messages: Vec<ChatMessage>,
         params: SamplingParams,
@@ -533,8 +533,7 @@ impl App {
         let query = last_user_text(&turn.messages).to_owned();
         let ids: Vec<String> = files.iter().map(|f| f.file.id.clone()).collect();
         let hits = self
-            .ingest
-            .search()
+            .search
             .search(SearchRequest {
                 query: Some(query.clone()),
                 query_vector: None,
