@@ -7,7 +7,7 @@ use poem_openapi::{Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::Caller;
-use super::chat_wire::{ChatBody, chat_error, turn_of};
+use super::chat_wire::{ChatBody, ChatUse, turn_of};
 use super::error::ApiError;
 use crate::app::App;
 use crate::app::chat::Analysis;
@@ -166,12 +166,9 @@ impl AnalyzeApi {
         caller: Caller,
         body: JsonBody<ChatBody>,
     ) -> Result<Json<AnalyzeResponse>, ApiError> {
-        let turn = turn_of(body.0, true)?;
-        let analysis = self
-            .app
-            .analyze_complexity(&caller.tenant, &turn)
-            .await
-            .map_err(chat_error)?;
+        let body = body.0;
+        let turn = turn_of(body.chat, body.file_ids, body.wait_timeout, ChatUse::Files)?;
+        let analysis = self.app.analyze_complexity(&caller.tenant, &turn).await?;
         Ok(Json(analysis.into()))
     }
 }

@@ -14,11 +14,7 @@ use super::ApiTags;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use crate::app::App;
-use crate::app::files::{DetectError, ExtractError};
-use crate::app::transcription::{
-    AsrError, ClipError, FileTranscript, MODEL_NAME, TranscribeError, TranscribeOptions,
-    TranscriptError, TranscriptionError,
-};
+use crate::app::transcription::{FileTranscript, MODEL_NAME, TranscribeOptions};
 
 /// Longest a `/v1/audio/transcriptions` request may compute.
 const CLIP_DEADLINE: Duration = Duration::from_secs(1800);
@@ -340,73 +336,5 @@ fn render(format: Format, t: &FileTranscript, temperature: f64, words: bool) -> 
                     .collect()
             }),
         })),
-    }
-}
-
-impl From<TranscriptionError> for ApiError {
-    fn from(e: TranscriptionError) -> ApiError {
-        match e {
-            TranscriptionError::File(e) => e.into(),
-            TranscriptionError::NotReady { .. } => ApiError::not_ready(e.to_string(), "file_id"),
-            TranscriptionError::Transcript(e) => e.into(),
-        }
-    }
-}
-
-impl From<TranscriptError> for ApiError {
-    fn from(e: TranscriptError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            TranscriptError::NotAudio { .. } => {
-                ApiError::with_param(ErrorCode::NotAudio, message, Some("file_id"))
-            }
-            TranscriptError::File(e) => e.into(),
-        }
-    }
-}
-
-impl From<ClipError> for ApiError {
-    fn from(e: ClipError) -> ApiError {
-        let message = e.to_string();
-        let file = Some("file");
-        match e {
-            ClipError::Detect(DetectError::Empty) => {
-                ApiError::with_param(ErrorCode::EmptyFile, message, file)
-            }
-            ClipError::Detect(DetectError::Unsupported { .. }) => {
-                ApiError::with_param(ErrorCode::UnsupportedFileType, message, file)
-            }
-            ClipError::Detect(DetectError::Mismatch { .. }) => {
-                ApiError::with_param(ErrorCode::ContentTypeMismatch, message, file)
-            }
-            ClipError::NotAudio(_) => ApiError::with_param(ErrorCode::NotAudio, message, file),
-            ClipError::Transcribe(TranscribeError::Audio(e)) => match e {
-                ExtractError::Timeout => ApiError::internal(&e),
-                ExtractError::Corrupt(_)
-                | ExtractError::EncryptedPdf
-                | ExtractError::PasswordProtected
-                | ExtractError::LimitExceeded(_)
-                | ExtractError::Ocr(_)
-                | ExtractError::Empty(_)
-                | ExtractError::Transcription(_)
-                | ExtractError::Crashed(_) => {
-                    ApiError::with_param(ErrorCode::InvalidAudio, message, file)
-                }
-            },
-            ClipError::Transcribe(TranscribeError::Asr(e)) => match e {
-                AsrError::Overloaded => ApiError::new(ErrorCode::Overloaded, message),
-                AsrError::Language(_) => {
-                    ApiError::with_param(ErrorCode::InvalidRequest, message, Some("language"))
-                }
-                AsrError::Convert(_)
-                | AsrError::Load { .. }
-                | AsrError::InvalidConfig(_)
-                | AsrError::Inference(_)
-                | AsrError::Timeout
-                | AsrError::ShutDown
-                | AsrError::Spawn(_) => ApiError::internal(&e),
-            },
-            ClipError::NoEngine => ApiError::internal(&message),
-        }
     }
 }

@@ -7,7 +7,6 @@
 
 use super::json_body::JsonBody;
 use futures::StreamExt as _;
-use futures::stream::BoxStream;
 use poem::web::sse::Event;
 use poem_openapi::OpenApi;
 use poem_openapi::payload::{EventStream, Json};
@@ -16,19 +15,20 @@ use poem_openapi::types::ToJSON as _;
 use super::ApiTags;
 use super::auth::Caller;
 use super::chat_types::{
-    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChatDelta, ChatMessageIn, ChatMessageOut, ChatStreamEvent, Completion, CompletionChoice,
-    CompletionRequest, CompletionStreamEvent, CompletionUsage, Reply, StreamOptions,
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChatMessageOut,
+    ChatStreamEvent, Completion, CompletionChoice, CompletionRequest, CompletionStreamEvent,
+    CompletionUsage, Events, Reply,
 };
-use super::error::{ApiError, ErrorBody, ErrorCode, REQUEST_ID};
+use super::chat_wire::{ChatRequest, ChatUse, Sampling, turn_of};
+use super::error::{ApiError, ErrorBody, ErrorCode, REQUEST_ID, chat_error};
 use crate::app::App;
 use crate::app::chat::{
-    ChatError, ChatMessage, CompletionError, FinishReason, Generation, GenerationEvent,
-    GenerationStream, Role, SamplingParams, Usage,
+    ChatError, DEFAULT_COMPLETION_MAX_TOKENS, FinishReason, Generation, GenerationEvent,
+    GenerationStream, Usage,
 };
 
-/// Most stop sequences per request (OpenAI's limit).
-const MAX_STOP_SEQUENCES: usize = 4;
+/// Keep-alive comment interval of generation streams (reading a long prompt can take a while).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Chat and completion endpoints.
 pub struct ChatApi {
@@ -49,7 +49,7 @@ impl ChatApi {
     async fn chat_completions(
         &self,
         _caller: Caller,
-        body: JsonBody<ChatCompletionRequest>,
+        body: JsonBody<ChatRequest>,
     ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
         chat(&self.app, body.0).await
     }
@@ -61,7 +61,7 @@ impl ChatApi {
     async fn api_chat_completions(
         &self,
         _caller: Caller,
-        body: JsonBody<ChatCompletionRequest>,
+        body: JsonBody<ChatRequest>,
     ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
         chat(&self.app, body.0).await
     }
@@ -84,180 +84,24 @@ fn bad(message: impl Into<String>, param: &str) -> ApiError {
     ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
 }
 
-/// The error response for a backend error; `prompt_param` is blamed for a prompt that does not fit.
-pub fn chat_error(e: ChatError, prompt_param: &str) -> ApiError {
-    let message = e.to_string();
-    match e {
-        ChatError::ContextLengthExceeded { .. } => ApiError::with_param(
-            ErrorCode::ContextLengthExceeded,
-            message,
-            Some(prompt_param),
-        ),
-        ChatError::InvalidParameter { param, .. } => bad(message, param),
-        ChatError::Overloaded | ChatError::ShutDown => {
-            ApiError::new(ErrorCode::Overloaded, message)
-        }
-        ChatError::Remote(_) | ChatError::Inference(_) => ApiError::internal(&e),
-    }
-}
-
-/// The error response for a chat or completion that cannot start.
-fn completion_error(e: CompletionError) -> ApiError {
-    let message = e.to_string();
-    match e {
-        CompletionError::ModelNotFound { .. } => {
-            ApiError::with_param(ErrorCode::ModelNotFound, message, Some("model"))
-        }
-        CompletionError::Chat {
-            source,
-            prompt_param,
-        } => chat_error(source, prompt_param),
-        CompletionError::Routed(e) => super::chat_wire::chat_error(e),
-    }
-}
-
-/// The sampling fields shared by both request kinds.
-struct WireSampling<'a> {
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    n: Option<u32>,
-    stop: Option<&'a serde_json::Value>,
-    seed: Option<i64>,
-    presence_penalty: Option<f64>,
-    frequency_penalty: Option<f64>,
-}
-
-/// The sampling parameters of a request; `max_tokens` is left to the facade, which knows the model's window.
-fn sampling(w: &WireSampling<'_>) -> Result<SamplingParams, ApiError> {
-    if w.n.is_some_and(|n| n != 1) {
-        return Err(bad("only n = 1 is supported", "n"));
-    }
-    let stop = match w.stop {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(items)) => {
-            if items.len() > MAX_STOP_SEQUENCES {
-                return Err(bad(
-                    format!("at most {MAX_STOP_SEQUENCES} stop sequences"),
-                    "stop",
-                ));
-            }
-            items
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| bad("stop must be a string or an array of strings", "stop"))
-                })
-                .collect::<Result<_, _>>()?
-        }
-        Some(_) => return Err(bad("stop must be a string or an array of strings", "stop")),
-    };
-    Ok(SamplingParams {
-        max_tokens: 0,
-        temperature: w.temperature.unwrap_or(1.0) as f32,
-        top_p: w.top_p.unwrap_or(1.0) as f32,
-        seed: w.seed.map(|s| u64::from_ne_bytes(s.to_ne_bytes())),
-        stop,
-        presence_penalty: w.presence_penalty.unwrap_or(0.0) as f32,
-        frequency_penalty: w.frequency_penalty.unwrap_or(0.0) as f32,
-    })
-}
-
-fn message(m: ChatMessageIn, i: usize) -> Result<ChatMessage, ApiError> {
-    let role = match m.role.as_str() {
-        "system" | "developer" => Role::System,
-        "user" => Role::User,
-        "assistant" => Role::Assistant,
-        other => {
-            return Err(bad(
-                format!("messages[{i}].role {other:?} is not supported (system, user, assistant)"),
-                "messages",
-            ));
-        }
-    };
-    let content = match m.content {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s,
-        Some(serde_json::Value::Array(parts)) => {
-            let mut text = String::new();
-            for part in parts {
-                match (part["type"].as_str(), part["text"].as_str()) {
-                    (Some("text"), Some(t)) => text.push_str(t),
-                    _ => {
-                        return Err(bad(
-                            format!("messages[{i}].content: only text parts are supported"),
-                            "messages",
-                        ));
-                    }
-                }
-            }
-            text
-        }
-        Some(_) => {
-            return Err(bad(
-                format!("messages[{i}].content must be a string or an array of text parts"),
-                "messages",
-            ));
-        }
-    };
-    Ok(ChatMessage { role, content })
-}
-
 async fn chat(
     app: &App,
-    req: ChatCompletionRequest,
+    req: ChatRequest,
 ) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
     // The model is resolved first: an unknown one is 404 whatever the rest of the body says.
-    let target = app
-        .chat_target(req.model.as_deref())
-        .map_err(completion_error)?;
-    if req.messages.is_empty() {
-        return Err(bad("messages must not be empty", "messages"));
-    }
-    let messages = req
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| message(m, i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let params = sampling(&WireSampling {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        n: req.n,
-        stop: req.stop.as_ref(),
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-    })?;
-    let asked = req.max_completion_tokens.or(req.max_tokens);
+    let target = app.chat_target(req.model.as_deref())?;
+    let (streamed, include_usage) = (req.streamed(), req.include_usage());
+    let turn = turn_of(req, Vec::new(), None, ChatUse::Plain)?;
+    let asked = turn
+        .max_tokens_given
+        .then(|| u32::try_from(turn.params.max_tokens).unwrap_or(u32::MAX));
     let Generation { stream, model } = app
-        .chat_completion(target, messages, asked, params)
-        .await
-        .map_err(completion_error)?;
-    reply_chat(req.stream, req.stream_options, stream, model).await
-}
-
-/// A chat completion (or its chunk stream) from a started generation of `model`.
-async fn reply_chat(
-    stream_wanted: Option<bool>,
-    stream_options: Option<StreamOptions>,
-    stream: GenerationStream,
-    model: String,
-) -> Result<Reply<ChatCompletion, ChatStreamEvent>, ApiError> {
+        .chat_completion(target, turn.messages, asked, turn.params, turn.format)
+        .await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
-    if stream_wanted.unwrap_or(false) {
-        let include_usage = stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let meta = ChunkMeta {
-            id,
-            created,
-            model,
-            include_usage,
-            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
-        };
+    if streamed {
+        let meta = ChunkMeta::new(id, created, model, include_usage);
         return Ok(Reply::Stream(events(stream, meta, ChatChunks)));
     }
     let done = collect(stream).await?;
@@ -295,10 +139,8 @@ async fn complete(
             ));
         }
     };
-    let target = app
-        .completion_target(req.model.as_deref(), &text)
-        .map_err(completion_error)?;
-    let params = sampling(&WireSampling {
+    let target = app.completion_target(req.model.as_deref(), &text)?;
+    let params = Sampling {
         temperature: req.temperature,
         top_p: req.top_p,
         n: req.n,
@@ -306,10 +148,10 @@ async fn complete(
         seed: req.seed,
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
-    })?;
-    let Generation { stream, model } = app
-        .complete(target, text, req.max_tokens, params)
-        .map_err(completion_error)?;
+        max_tokens: req.max_tokens,
+    }
+    .params(1.0, DEFAULT_COMPLETION_MAX_TOKENS)?;
+    let Generation { stream, model } = app.complete(target, text, req.max_tokens, params)?;
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     if req.stream.unwrap_or(false) {
@@ -317,13 +159,7 @@ async fn complete(
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let meta = ChunkMeta {
-            id,
-            created,
-            model,
-            include_usage,
-            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
-        };
+        let meta = ChunkMeta::new(id, created, model, include_usage);
         return Ok(Reply::Stream(events(stream, meta, CompletionChunks)));
     }
     let done = collect(stream).await?;
@@ -351,14 +187,15 @@ pub fn finish_name(reason: FinishReason) -> &'static str {
 }
 
 /// A finished generation, collected.
-struct Collected {
-    text: String,
-    finish_reason: FinishReason,
-    usage: Usage,
-    model: String,
+pub struct Collected {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub model: String,
 }
 
-async fn collect(mut stream: GenerationStream) -> Result<Collected, ApiError> {
+/// Reads a whole generation.
+pub async fn collect(mut stream: GenerationStream) -> Result<Collected, ApiError> {
     let mut text = String::new();
     while let Some(event) = stream.recv().await {
         match event.map_err(|e| chat_error(e, "messages"))? {
@@ -381,23 +218,36 @@ async fn collect(mut stream: GenerationStream) -> Result<Collected, ApiError> {
 }
 
 /// What every chunk of one stream shares.
-struct ChunkMeta {
-    id: String,
-    created: i64,
-    model: String,
-    include_usage: bool,
-    request_id: Option<String>,
+pub struct ChunkMeta {
+    pub id: String,
+    pub created: i64,
+    pub model: String,
+    pub include_usage: bool,
+    pub request_id: Option<String>,
 }
 
-/// How one kind of stream shapes its chunks.
-trait ChunkKind: Send + 'static {
+impl ChunkMeta {
+    /// The stream's identity; the request id is the current request's.
+    pub fn new(id: String, created: i64, model: String, include_usage: bool) -> ChunkMeta {
+        ChunkMeta {
+            id,
+            created,
+            model,
+            include_usage,
+            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
+        }
+    }
+}
+
+/// How one kind of stream shapes its chunks (plain chat, completions, chat with files).
+pub trait ChunkKind: Send + 'static {
     type Event: poem_openapi::types::Type + poem_openapi::types::ToJSON + Send + 'static;
     /// The chunk before any text (chat sends the role), if any.
-    fn opening(&self, meta: &ChunkMeta) -> Option<Self::Event>;
-    fn text(&self, meta: &ChunkMeta, text: String) -> Self::Event;
-    fn finish(&self, meta: &ChunkMeta, reason: FinishReason) -> Self::Event;
-    fn usage(&self, meta: &ChunkMeta, usage: Usage) -> Self::Event;
-    fn error(&self, body: ErrorBody) -> Self::Event;
+    fn opening(&mut self, meta: &ChunkMeta) -> Option<Self::Event>;
+    fn text(&mut self, meta: &ChunkMeta, text: String) -> Self::Event;
+    fn finish(&mut self, meta: &ChunkMeta, reason: FinishReason) -> Self::Event;
+    fn usage(&mut self, meta: &ChunkMeta, usage: Usage) -> Self::Event;
+    fn error(&mut self, body: ErrorBody) -> Self::Event;
 }
 
 struct ChatChunks;
@@ -431,7 +281,7 @@ impl ChatChunks {
 impl ChunkKind for ChatChunks {
     type Event = ChatStreamEvent;
 
-    fn opening(&self, meta: &ChunkMeta) -> Option<ChatStreamEvent> {
+    fn opening(&mut self, meta: &ChunkMeta) -> Option<ChatStreamEvent> {
         let delta = ChatDelta {
             role: Some("assistant".to_owned()),
             content: Some(String::new()),
@@ -439,7 +289,7 @@ impl ChunkKind for ChatChunks {
         Some(Self::chunk(meta, Self::choice(delta, None), None))
     }
 
-    fn text(&self, meta: &ChunkMeta, text: String) -> ChatStreamEvent {
+    fn text(&mut self, meta: &ChunkMeta, text: String) -> ChatStreamEvent {
         let delta = ChatDelta {
             role: None,
             content: Some(text),
@@ -447,7 +297,7 @@ impl ChunkKind for ChatChunks {
         Self::chunk(meta, Self::choice(delta, None), None)
     }
 
-    fn finish(&self, meta: &ChunkMeta, reason: FinishReason) -> ChatStreamEvent {
+    fn finish(&mut self, meta: &ChunkMeta, reason: FinishReason) -> ChatStreamEvent {
         let delta = ChatDelta {
             role: None,
             content: None,
@@ -455,11 +305,11 @@ impl ChunkKind for ChatChunks {
         Self::chunk(meta, Self::choice(delta, Some(reason)), None)
     }
 
-    fn usage(&self, meta: &ChunkMeta, u: Usage) -> ChatStreamEvent {
+    fn usage(&mut self, meta: &ChunkMeta, u: Usage) -> ChatStreamEvent {
         Self::chunk(meta, Vec::new(), Some(CompletionUsage::from(u)))
     }
 
-    fn error(&self, body: ErrorBody) -> ChatStreamEvent {
+    fn error(&mut self, body: ErrorBody) -> ChatStreamEvent {
         ChatStreamEvent::Error(body)
     }
 }
@@ -495,23 +345,23 @@ impl CompletionChunks {
 impl ChunkKind for CompletionChunks {
     type Event = CompletionStreamEvent;
 
-    fn opening(&self, _meta: &ChunkMeta) -> Option<CompletionStreamEvent> {
+    fn opening(&mut self, _meta: &ChunkMeta) -> Option<CompletionStreamEvent> {
         None
     }
 
-    fn text(&self, meta: &ChunkMeta, text: String) -> CompletionStreamEvent {
+    fn text(&mut self, meta: &ChunkMeta, text: String) -> CompletionStreamEvent {
         Self::chunk(meta, Self::choice(text, None), None)
     }
 
-    fn finish(&self, meta: &ChunkMeta, reason: FinishReason) -> CompletionStreamEvent {
+    fn finish(&mut self, meta: &ChunkMeta, reason: FinishReason) -> CompletionStreamEvent {
         Self::chunk(meta, Self::choice(String::new(), Some(reason)), None)
     }
 
-    fn usage(&self, meta: &ChunkMeta, u: Usage) -> CompletionStreamEvent {
+    fn usage(&mut self, meta: &ChunkMeta, u: Usage) -> CompletionStreamEvent {
         Self::chunk(meta, Vec::new(), Some(CompletionUsage::from(u)))
     }
 
-    fn error(&self, body: ErrorBody) -> CompletionStreamEvent {
+    fn error(&mut self, body: ErrorBody) -> CompletionStreamEvent {
         CompletionStreamEvent::Error(body)
     }
 }
@@ -532,12 +382,13 @@ struct StreamState<K: ChunkKind> {
     stage: Stage,
 }
 
-/// The SSE body of a generation: the kind's chunks, then `data: [DONE]`.
-fn events<K: ChunkKind>(
+/// The SSE body of a generation, the one encoder of every generation stream: the kind's chunks, then
+/// `data: [DONE]`, with keep-alive comments while nothing else is sent.
+pub fn events<K: ChunkKind>(
     generation: GenerationStream,
     meta: ChunkMeta,
     kind: K,
-) -> EventStream<BoxStream<'static, Option<K::Event>>> {
+) -> Events<K::Event> {
     let state = StreamState {
         generation,
         meta,
@@ -573,12 +424,12 @@ fn events<K: ChunkKind>(
                         }
                         Some(Err(e)) => {
                             st.stage = Stage::Done;
-                            st.kind.error(stream_error(&e, st.meta.request_id.clone()))
+                            st.kind.error(stream_error(e, st.meta.request_id.clone()))
                         }
                         None => {
                             st.stage = Stage::Done;
                             st.kind.error(stream_error(
-                                &ChatError::ShutDown,
+                                ChatError::ShutDown,
                                 st.meta.request_id.clone(),
                             ))
                         }
@@ -597,21 +448,17 @@ fn events<K: ChunkKind>(
             }
         }
     });
-    EventStream::new(stream.boxed()).to_event(|item| match item {
-        Some(event) => Event::message(event.to_json_string()),
-        None => Event::message("[DONE]"),
-    })
+    EventStream::new(stream.boxed())
+        .keep_alive(KEEP_ALIVE)
+        .to_event(|item| match item {
+            Some(event) => Event::message(event.to_json_string()),
+            None => Event::message("[DONE]"),
+        })
 }
 
 /// The error body sent in a stream that failed after it started (the status is already 200).
-fn stream_error(e: &ChatError, request_id: Option<String>) -> ErrorBody {
-    let code = match e {
-        ChatError::Overloaded | ChatError::ShutDown => ErrorCode::Overloaded,
-        ChatError::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
-        ChatError::InvalidParameter { .. } => ErrorCode::InvalidRequest,
-        ChatError::Remote(_) | ChatError::Inference(_) => ErrorCode::Internal,
-    };
-    let mut body = ErrorBody::new(code, e.to_string(), None);
+fn stream_error(e: ChatError, request_id: Option<String>) -> ErrorBody {
+    let mut body = chat_error(e, "messages").into_body();
     body.error.request_id = request_id;
     body
 }

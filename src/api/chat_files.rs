@@ -2,29 +2,18 @@
 //! request plus `file_ids`; the answer is an OpenAI chat completion plus the numbered `sources` it was given.
 
 use super::json_body::JsonBody;
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use poem::web::sse::{Event, SSE};
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{
-    MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
-};
-use poem_openapi::types::{ToJSON, Type};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{Object, OpenApi, Union};
 
 use super::ApiTags;
 use super::auth::Caller;
-use super::chat_types::CompletionUsage;
-use super::chat_wire::{ChatBody, RoutingDto, chat_error, turn_of};
-use super::error::ApiError;
+use super::chat::{ChunkKind, ChunkMeta, Collected, collect, events, finish_name};
+use super::chat_types::{CompletionUsage, Reply};
+use super::chat_wire::{ChatBody, ChatUse, RoutingDto, turn_of};
+use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::app::chat::grounded::{Source, best_quote, cited_numbers, location_label};
-use crate::app::chat::{
-    ChatError, FileChat, FinishReason, GenerationEvent, GenerationStream, Usage, snippet,
-};
-
-/// Keep-alive comment interval of answer streams (prompt processing can take a while).
-const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::app::chat::{FileChat, FinishReason, Usage, snippet};
 
 /// A source the answer was given, numbered as the answer cites it.
 #[derive(Debug, Clone, Object)]
@@ -170,191 +159,91 @@ pub struct FileChatChunk {
     pub routing: Option<RoutingDto>,
 }
 
-/// A JSON completion, or a stream of [`FileChatChunk`] events when `stream` is true.
-pub enum ChatReply {
-    /// `stream` false.
-    Completion(Box<FileChatCompletion>),
-    /// `stream` true.
-    Stream(BoxStream<'static, Event>),
+/// What one server-sent event of a streamed answer carries: a chunk, or an error that ended the stream early.
+#[derive(Debug, Clone, Union)]
+pub enum FileChatStreamEvent {
+    /// A chunk.
+    Chunk(FileChatChunk),
+    /// The error that ended the stream (then `data: [DONE]`).
+    Error(ErrorBody),
 }
 
-impl poem::IntoResponse for ChatReply {
-    fn into_response(self) -> poem::Response {
-        match self {
-            ChatReply::Completion(c) => Json(*c).into_response(),
-            ChatReply::Stream(s) => SSE::new(s).keep_alive(KEEP_ALIVE).into_response(),
-        }
-    }
-}
+/// The answer: a chat completion with `sources`, or (with `stream: true`) server-sent
+/// `chat.completion.chunk` events ending with `data: [DONE]`; the last chunk carries `sources`.
+pub type ChatReply = Reply<FileChatCompletion, FileChatStreamEvent>;
 
-impl ApiResponse for ChatReply {
-    fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "The answer: a chat completion with `sources`, or (with `stream: true`) server-sent \
-                              `chat.completion.chunk` events ending with `data: [DONE]`; the last chunk carries \
-                              `sources`.",
-                status: Some(200),
-                status_range: None,
-                content: vec![
-                    MetaMediaType {
-                        content_type: "application/json",
-                        schema: FileChatCompletion::schema_ref(),
-                    },
-                    MetaMediaType {
-                        content_type: "text/event-stream",
-                        schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
-                            items: Some(Box::new(FileChatChunk::schema_ref())),
-                            ..MetaSchema::new_with_format("array", "event-stream")
-                        })),
-                    },
-                ],
-                headers: vec![],
-            }],
-        }
-    }
-
-    fn register(registry: &mut Registry) {
-        FileChatCompletion::register(registry);
-        FileChatChunk::register(registry);
-    }
-}
-
-/// Reads the whole answer.
-async fn collect(
-    stream: &mut GenerationStream,
-) -> Result<(String, FinishReason, Usage, String), ChatError> {
-    let mut text = String::new();
-    while let Some(event) = stream.recv().await {
-        match event? {
-            GenerationEvent::Delta(d) => text.push_str(&d),
-            GenerationEvent::Done {
-                finish_reason,
-                usage,
-                model,
-            } => return Ok((text, finish_reason, usage, model)),
-        }
-    }
-    Err(ChatError::Inference(
-        "the model stopped without finishing".into(),
-    ))
-}
-
-fn finish_str(f: FinishReason) -> String {
-    match f {
-        FinishReason::Stop => "stop".into(),
-        FinishReason::Length => "length".into(),
-    }
-}
-
-/// State of a streamed answer.
-struct Streaming {
-    rx: GenerationStream,
-    id: String,
-    created: i64,
-    model: String,
+/// How a streamed answer shapes its chunks: the last one carries the sources and the routing.
+struct FileChunks {
+    /// The answer so far (to mark the cited sources and pick quotes at the end).
     text: String,
     sources: Vec<Source>,
     question: String,
     routing: RoutingDto,
-    include_usage: bool,
-    started: bool,
-    over: bool,
 }
 
-impl Streaming {
-    fn chunk(&self, model: &str, delta: AnswerDelta, finish: Option<String>) -> FileChatChunk {
+impl FileChunks {
+    fn chunk(meta: &ChunkMeta, delta: AnswerDelta, finish: Option<FinishReason>) -> FileChatChunk {
         FileChatChunk {
-            id: self.id.clone(),
+            id: meta.id.clone(),
             object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: model.to_owned(),
+            created: meta.created,
+            model: meta.model.clone(),
             choices: vec![ChunkChoice {
                 index: 0,
                 delta,
-                finish_reason: finish,
+                finish_reason: finish.map(|r| finish_name(r).to_owned()),
             }],
             usage: None,
             sources: None,
             routing: None,
         }
     }
+}
 
-    /// The events for the next generation event (several at the end).
-    async fn next_events(&mut self) -> Option<Vec<Event>> {
-        if self.over {
-            return None;
-        }
-        let data = |c: &FileChatChunk| Event::message(c.to_json_string());
-        if !self.started {
-            self.started = true;
-            let c = self.chunk(
-                &self.model,
-                AnswerDelta {
-                    role: Some("assistant".into()),
-                    content: Some(String::new()),
-                },
-                None,
-            );
-            return Some(vec![data(&c)]);
-        }
-        let event = self.rx.recv().await;
-        match event {
-            Some(Ok(GenerationEvent::Delta(d))) => {
-                self.text.push_str(&d);
-                let c = self.chunk(
-                    &self.model,
-                    AnswerDelta {
-                        role: None,
-                        content: Some(d),
-                    },
-                    None,
-                );
-                Some(vec![data(&c)])
-            }
-            Some(Ok(GenerationEvent::Done {
-                finish_reason,
-                usage,
-                model,
-            })) => {
-                self.over = true;
-                let mut last = self.chunk(
-                    &model,
-                    AnswerDelta {
-                        role: None,
-                        content: None,
-                    },
-                    Some(finish_str(finish_reason)),
-                );
-                last.sources = Some(sources_dto(&self.sources, &self.question, &self.text));
-                last.routing = Some(self.routing.clone());
-                let mut events = vec![data(&last)];
-                if self.include_usage {
-                    let mut u = self.chunk(
-                        &model,
-                        AnswerDelta {
-                            role: None,
-                            content: None,
-                        },
-                        None,
-                    );
-                    u.choices.clear();
-                    u.usage = Some(CompletionUsage::from(usage));
-                    events.push(data(&u));
-                }
-                events.push(Event::message("[DONE]"));
-                Some(events)
-            }
-            Some(Err(e)) => {
-                self.over = true;
-                let body = chat_error(e.into()).into_body();
-                Some(vec![
-                    Event::message(serde_json::to_string(&body).unwrap_or_default()),
-                    Event::message("[DONE]"),
-                ])
-            }
-            None => None,
-        }
+impl ChunkKind for FileChunks {
+    type Event = FileChatStreamEvent;
+
+    fn opening(&mut self, meta: &ChunkMeta) -> Option<FileChatStreamEvent> {
+        let delta = AnswerDelta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+        };
+        Some(FileChatStreamEvent::Chunk(Self::chunk(meta, delta, None)))
+    }
+
+    fn text(&mut self, meta: &ChunkMeta, text: String) -> FileChatStreamEvent {
+        self.text.push_str(&text);
+        let delta = AnswerDelta {
+            role: None,
+            content: Some(text),
+        };
+        FileChatStreamEvent::Chunk(Self::chunk(meta, delta, None))
+    }
+
+    fn finish(&mut self, meta: &ChunkMeta, reason: FinishReason) -> FileChatStreamEvent {
+        let delta = AnswerDelta {
+            role: None,
+            content: None,
+        };
+        let mut last = Self::chunk(meta, delta, Some(reason));
+        last.sources = Some(sources_dto(&self.sources, &self.question, &self.text));
+        last.routing = Some(self.routing.clone());
+        FileChatStreamEvent::Chunk(last)
+    }
+
+    fn usage(&mut self, meta: &ChunkMeta, usage: Usage) -> FileChatStreamEvent {
+        let delta = AnswerDelta {
+            role: None,
+            content: None,
+        };
+        let mut chunk = Self::chunk(meta, delta, None);
+        chunk.choices.clear();
+        chunk.usage = Some(CompletionUsage::from(usage));
+        FileChatStreamEvent::Chunk(chunk)
+    }
+
+    fn error(&mut self, body: ErrorBody) -> FileChatStreamEvent {
+        FileChatStreamEvent::Error(body)
     }
 }
 
@@ -365,7 +254,7 @@ pub async fn reply(
     include_usage: bool,
 ) -> Result<ChatReply, ApiError> {
     let FileChat {
-        mut routed,
+        routed,
         decision,
         question,
     } = chat;
@@ -373,30 +262,22 @@ pub async fn reply(
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     if stream {
-        let state = Streaming {
-            rx: routed.stream,
-            id,
-            created,
-            model: routed.model,
+        let kind = FileChunks {
             text: String::new(),
             sources: routed.extra,
             question,
             routing,
-            include_usage,
-            started: false,
-            over: false,
         };
-        let events = futures::stream::unfold(state, |mut s| async move {
-            s.next_events().await.map(|e| (futures::stream::iter(e), s))
-        })
-        .flatten()
-        .boxed();
-        return Ok(ChatReply::Stream(events));
+        let meta = ChunkMeta::new(id, created, routed.model, include_usage);
+        return Ok(Reply::Stream(events(routed.stream, meta, kind)));
     }
-    let (text, finish, usage, model) = collect(&mut routed.stream)
-        .await
-        .map_err(|e| chat_error(e.into()))?;
-    Ok(ChatReply::Completion(Box::new(FileChatCompletion {
+    let Collected {
+        text,
+        finish_reason,
+        usage,
+        model,
+    } = collect(routed.stream).await?;
+    Ok(Reply::Whole(Json(FileChatCompletion {
         id,
         object: "chat.completion".into(),
         created,
@@ -408,7 +289,7 @@ pub async fn reply(
                 role: "assistant".into(),
                 content: text,
             },
-            finish_reason: finish_str(finish),
+            finish_reason: finish_name(finish_reason).to_owned(),
         }],
         usage: CompletionUsage::from(usage),
         routing,
@@ -422,13 +303,9 @@ pub struct ChatFilesApi {
 
 impl ChatFilesApi {
     async fn answer(&self, caller: &Caller, body: ChatBody) -> Result<ChatReply, ApiError> {
-        let (stream, include_usage) = (body.stream.unwrap_or(false), body.include_usage());
-        let turn = turn_of(body, true)?;
-        let chat = self
-            .app
-            .chat_with_files(&caller.tenant, turn)
-            .await
-            .map_err(chat_error)?;
+        let (stream, include_usage) = (body.chat.streamed(), body.chat.include_usage());
+        let turn = turn_of(body.chat, body.file_ids, body.wait_timeout, ChatUse::Files)?;
+        let chat = self.app.chat_with_files(&caller.tenant, turn).await?;
         reply(chat, stream, include_usage).await
     }
 }

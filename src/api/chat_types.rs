@@ -26,43 +26,6 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
-/// An OpenAI chat completion request.
-#[derive(Debug, Clone, Object)]
-pub struct ChatCompletionRequest {
-    /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`), an
-    /// alias listed there (`gpt-4o-mini`, ...), or `auto` (the default): the complexity router picks the model
-    /// (see `POST /api/v1/analyze-complexity`) and `model` in the answer names the one that answered.
-    /// Case-insensitive.
-    pub model: Option<String>,
-    /// The conversation so far.
-    pub messages: Vec<ChatMessageIn>,
-    /// Most tokens to generate (default: what fits the window, at most 512). Prompt plus this must fit the
-    /// model's context window, else 400 `context_length_exceeded`.
-    pub max_tokens: Option<u32>,
-    /// Same as `max_tokens` (OpenAI's newer name); wins when both are given.
-    pub max_completion_tokens: Option<u32>,
-    /// 0 to 2 (default 1); 0 is greedy and deterministic.
-    pub temperature: Option<f64>,
-    /// Nucleus sampling mass in (0, 1] (default 1).
-    pub top_p: Option<f64>,
-    /// Choices to generate; only 1 is supported.
-    pub n: Option<u32>,
-    /// Answer as server-sent events (`chat.completion.chunk` objects, then `data: [DONE]`).
-    pub stream: Option<bool>,
-    /// Streaming options.
-    pub stream_options: Option<StreamOptions>,
-    /// A string or up to 4 strings; generation stops before any of them, which are not returned.
-    pub stop: Option<serde_json::Value>,
-    /// Seed of the sampler: the same seed and request give the same answer.
-    pub seed: Option<i64>,
-    /// -2 to 2: penalises tokens that already appeared.
-    pub presence_penalty: Option<f64>,
-    /// -2 to 2: penalises tokens by how often they appeared.
-    pub frequency_penalty: Option<f64>,
-    /// Ignored; accepted for compatibility.
-    pub user: Option<String>,
-}
-
 /// An OpenAI (legacy) completion request.
 #[derive(Debug, Clone, Object)]
 pub struct CompletionRequest {
@@ -244,10 +207,12 @@ pub enum CompletionStreamEvent {
     Error(ErrorBody),
 }
 
-/// An event stream of `E`; `None` is the closing `data: [DONE]`.
+/// An event stream of `E`; `None` is the closing `data: [DONE]`. Built by `chat::events`, the one encoder
+/// of generation streams (it sends keep-alive comments while the prompt is read).
 pub type Events<E> = EventStream<futures::stream::BoxStream<'static, Option<E>>>;
 
-/// The successful answer: the whole `T` as JSON, or server-sent events of `E` with `stream: true`.
+/// The successful answer of every generation endpoint: the whole `T` as JSON, or server-sent events of `E`
+/// with `stream: true`.
 pub enum Reply<T, E: 'static> {
     /// The whole completion.
     Whole(Json<T>),

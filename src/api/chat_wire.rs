@@ -1,78 +1,107 @@
-//! Wire types shared by chat with files and the complexity analysis: the OpenAI chat request body (plus
-//! `file_ids`), usage, the routing summary, and the mapping of chat errors to API errors.
+//! The one chat request and its validation, for every chat endpoint: the OpenAI chat request
+//! ([`ChatRequest`], `/v1/chat/completions`), the same plus the files to answer from ([`ChatBody`], chat with
+//! files and the complexity analysis), the sampling fields the legacy completion shares, and the routing
+//! summary of an answer.
 
 use poem_openapi::Object;
 use serde_json::Value;
 
-use super::chat_types::ChatMessageIn;
+use super::chat_types::{ChatMessageIn, StreamOptions};
 use super::error::{ApiError, ErrorCode};
 use crate::app::chat::{
-    AUTO, ChatError, ChatFilesError, ChatMessage, ChatTurn, DEFAULT_WAIT, Decision, MAX_WAIT,
-    OutputFormat, Role, RouteError, SamplingParams, Skipped,
+    AUTO, ChatMessage, ChatTurn, DEFAULT_FILE_CHAT_MAX_TOKENS, DEFAULT_WAIT, Decision, MAX_WAIT,
+    OutputFormat, Role, SamplingParams, Skipped,
 };
 
-/// Completion tokens when the request does not say.
-pub const DEFAULT_MAX_TOKENS: usize = 256;
-/// Largest `max_tokens`.
-const MAX_MAX_TOKENS: u32 = 8192;
 /// Most stop sequences (OpenAI's limit).
 const MAX_STOP: usize = 4;
+
+/// An OpenAI chat completion request.
+#[derive(Debug, Clone, Object)]
+pub struct ChatRequest {
+    /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`), an
+    /// alias listed there (`gpt-4o-mini`, ...), or `auto` (the default): the complexity router picks the model
+    /// (see `POST /api/v1/analyze-complexity`) and `model` in the answer names the one that answered.
+    /// Case-insensitive.
+    pub model: Option<String>,
+    /// The conversation so far; in chat with files the last user message is the question.
+    pub messages: Vec<ChatMessageIn>,
+    /// Most tokens to generate, at least 1. Default: in plain chat what fits the window, at most 512; in chat
+    /// with files 256 (answers from sources are short, and the rest of the window holds sources). Prompt
+    /// plus this must fit the model's context window, else 400 `context_length_exceeded`.
+    pub max_tokens: Option<u32>,
+    /// Same as `max_tokens` (OpenAI's newer name); wins when both are given.
+    pub max_completion_tokens: Option<u32>,
+    /// 0 to 2; 0 is greedy and deterministic. Default 1 in plain chat (OpenAI's), 0 in chat with files (what
+    /// answers from sources best).
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass in (0, 1] (default 1).
+    pub top_p: Option<f64>,
+    /// Choices to generate; only 1 is supported.
+    pub n: Option<u32>,
+    /// Answer as server-sent events (`chat.completion.chunk` objects, then `data: [DONE]`).
+    pub stream: Option<bool>,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+    /// A string or up to 4 non-empty strings; generation stops before any of them, which are not returned.
+    pub stop: Option<Value>,
+    /// Seed of the sampler: the same seed and request give the same answer.
+    pub seed: Option<i64>,
+    /// -2 to 2: penalises tokens that already appeared.
+    pub presence_penalty: Option<f64>,
+    /// -2 to 2: penalises tokens by how often they appeared.
+    pub frequency_penalty: Option<f64>,
+    /// `{"type": "text" | "json_object" | "json_schema"}`; with `model: auto` a JSON format counts towards
+    /// complexity.
+    pub response_format: Option<Value>,
+    /// Ignored; accepted for compatibility.
+    pub user: Option<String>,
+}
+
+impl ChatRequest {
+    /// Whether the answer is streamed.
+    pub fn streamed(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// `stream_options.include_usage`.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+}
 
 /// An OpenAI chat request plus the files to answer from.
 #[derive(Debug, Clone, Object)]
 pub struct ChatBody {
-    /// `auto` (the default: the complexity router picks), a chat model id from `GET /v1/models` or an alias
-    /// listed there (`gpt-4o-mini`, ...); case-insensitive.
-    pub model: Option<String>,
-    /// The conversation; the last user message is the question.
-    pub messages: Vec<ChatMessageIn>,
+    /// The chat request.
+    #[oai(flatten)]
+    pub chat: ChatRequest,
     /// Ids of files to answer from (`/api/v1/upload` or `/v1/files`); files still processing are waited for
     /// (see `wait_timeout`).
     #[oai(default)]
     pub file_ids: Vec<String>,
-    /// Most tokens to generate (default 256).
-    pub max_tokens: Option<u32>,
-    /// Newer name of `max_tokens`.
-    pub max_completion_tokens: Option<u32>,
-    /// 0-2; default 0 (greedy, what answers from sources best).
-    pub temperature: Option<f32>,
-    /// Nucleus sampling mass in (0, 1]; default 1.
-    pub top_p: Option<f32>,
-    /// Sampling seed.
-    pub seed: Option<u64>,
-    /// A stop string or up to 4 of them.
-    pub stop: Option<Value>,
-    /// -2 to 2.
-    pub presence_penalty: Option<f32>,
-    /// -2 to 2.
-    pub frequency_penalty: Option<f32>,
-    /// Stream the answer as server-sent events.
-    pub stream: Option<bool>,
-    /// `{"include_usage": true}` adds a usage chunk before `[DONE]`.
-    pub stream_options: Option<Value>,
-    /// `{"type": "text" | "json_object" | "json_schema"}`; a JSON format counts towards complexity.
-    pub response_format: Option<Value>,
     /// Seconds to wait for files in `file_ids` that are still queued or processing (default 120, at most
     /// 600, 0 to not wait); after it the answer is 409 `file_not_ready` with `Retry-After`.
     pub wait_timeout: Option<f64>,
 }
 
-impl ChatBody {
-    /// `stream_options.include_usage`.
-    pub fn include_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
+/// Which endpoint a chat request came to: their defaults differ (see [`ChatRequest`]'s fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatUse {
+    /// `/v1/chat/completions`: text parts only.
+    Plain,
+    /// Chat with files: image and audio parts are skipped (the files carry those).
+    Files,
 }
 
 fn bad(message: impl Into<String>, param: &str) -> ApiError {
     ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
 }
 
-fn text_of(content: Option<&Value>, i: usize) -> Result<String, ApiError> {
+fn text_of(content: Option<&Value>, i: usize, used: ChatUse) -> Result<String, ApiError> {
     let param = format!("messages[{i}].content");
     match content {
         None | Some(Value::Null) => Ok(String::new()),
@@ -86,8 +115,14 @@ fn text_of(content: Option<&Value>, i: usize) -> Result<String, ApiError> {
                 ) {
                     (Some("text"), Some(t)) => out.push(t),
                     (Some("text"), None) => return Err(bad("a text part needs `text`", &param)),
-                    // Images and audio parts: the files in `file_ids` carry those.
-                    _ => {}
+                    _ if used == ChatUse::Files => {}
+                    _ => {
+                        return Err(bad(
+                            "only text parts are supported here; to ask about images or audio, upload \
+                             them and use /api/v1/chat/multimodal with file_ids",
+                            &param,
+                        ));
+                    }
                 }
             }
             Ok(out.join("\n"))
@@ -96,10 +131,95 @@ fn text_of(content: Option<&Value>, i: usize) -> Result<String, ApiError> {
     }
 }
 
-/// Converts and checks a request body. `file_chat` makes the defaults those of chat with files.
-pub fn turn_of(body: ChatBody, file_chat: bool) -> Result<ChatTurn, ApiError> {
-    let mut messages = Vec::with_capacity(body.messages.len());
-    for (i, m) in body.messages.iter().enumerate() {
+/// The sampling fields every generation request has.
+pub struct Sampling<'a> {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub n: Option<u32>,
+    pub stop: Option<&'a Value>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u32>,
+}
+
+impl Sampling<'_> {
+    /// Checks every field and gives the engine's parameters; `max_tokens` is `default_max_tokens` when the
+    /// request gives none (the caller may replace it by what fits the model's window).
+    pub fn params(
+        &self,
+        default_temperature: f64,
+        default_max_tokens: usize,
+    ) -> Result<SamplingParams, ApiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(bad("only n = 1 is supported", "n"));
+        }
+        // The upper bound is the model's window less the prompt: `context_length_exceeded` names it.
+        if self.max_tokens == Some(0) {
+            return Err(bad("max_tokens must be at least 1", "max_tokens"));
+        }
+        let temperature = self.temperature.unwrap_or(default_temperature);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(bad("temperature must be between 0 and 2", "temperature"));
+        }
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(bad("top_p must be in (0, 1]", "top_p"));
+        }
+        for (v, name) in [
+            (self.presence_penalty, "presence_penalty"),
+            (self.frequency_penalty, "frequency_penalty"),
+        ] {
+            if v.is_some_and(|p| !(-2.0..=2.0).contains(&p)) {
+                return Err(bad(format!("{name} must be between -2 and 2"), name));
+            }
+        }
+        let stop = match self.stop {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+            Some(Value::Array(a))
+                if a.len() <= MAX_STOP
+                    && a.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty())) =>
+            {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            }
+            Some(_) => {
+                return Err(bad(
+                    format!(
+                        "stop must be a string or an array of up to {MAX_STOP} non-empty strings"
+                    ),
+                    "stop",
+                ));
+            }
+        };
+        Ok(SamplingParams {
+            max_tokens: self.max_tokens.map_or(default_max_tokens, |m| m as usize),
+            temperature: temperature as f32,
+            top_p: top_p as f32,
+            seed: self.seed.map(|s| u64::from_ne_bytes(s.to_ne_bytes())),
+            stop,
+            presence_penalty: self.presence_penalty.unwrap_or(0.0) as f32,
+            frequency_penalty: self.frequency_penalty.unwrap_or(0.0) as f32,
+        })
+    }
+}
+
+/// Converts and checks a chat request: the one validation of every chat endpoint. Plain chat passes no
+/// files and the default wait.
+pub fn turn_of(
+    req: ChatRequest,
+    file_ids: Vec<String>,
+    wait_timeout: Option<f64>,
+    used: ChatUse,
+) -> Result<ChatTurn, ApiError> {
+    if req.messages.is_empty() {
+        return Err(bad("messages must not be empty", "messages"));
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
         let role = match m.role.as_str() {
             "system" | "developer" => Role::System,
             "user" => Role::User,
@@ -113,55 +233,26 @@ pub fn turn_of(body: ChatBody, file_chat: bool) -> Result<ChatTurn, ApiError> {
         };
         messages.push(ChatMessage {
             role,
-            content: text_of(m.content.as_ref(), i)?,
+            content: text_of(m.content.as_ref(), i, used)?,
         });
     }
-    let max = body.max_completion_tokens.or(body.max_tokens);
-    if let Some(m) = max
-        && !(1..=MAX_MAX_TOKENS).contains(&m)
-    {
-        return Err(bad(
-            format!("max_tokens must be between 1 and {MAX_MAX_TOKENS}"),
-            "max_tokens",
-        ));
-    }
-    let temperature = body
-        .temperature
-        .unwrap_or(if file_chat { 0.0 } else { 1.0 });
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(bad("temperature must be between 0 and 2", "temperature"));
-    }
-    let top_p = body.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(bad("top_p must be in (0, 1]", "top_p"));
-    }
-    for (v, name) in [
-        (body.presence_penalty, "presence_penalty"),
-        (body.frequency_penalty, "frequency_penalty"),
-    ] {
-        if v.is_some_and(|p| !(-2.0..=2.0).contains(&p)) {
-            return Err(bad(format!("{name} must be between -2 and 2"), name));
-        }
-    }
-    let stop = match &body.stop {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a))
-            if a.len() <= MAX_STOP
-                && a.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty())) =>
-        {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        }
-        Some(_) => {
-            return Err(bad(
-                format!("stop must be a string or an array of up to {MAX_STOP} non-empty strings"),
-                "stop",
-            ));
-        }
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens);
+    let default_temperature = match used {
+        ChatUse::Plain => 1.0,
+        ChatUse::Files => 0.0,
     };
-    let format = match body
+    let params = Sampling {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        n: req.n,
+        stop: req.stop.as_ref(),
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        max_tokens,
+    }
+    .params(default_temperature, DEFAULT_FILE_CHAT_MAX_TOKENS)?;
+    let format = match req
         .response_format
         .as_ref()
         .and_then(|f| f.get("type"))
@@ -178,23 +269,14 @@ pub fn turn_of(body: ChatBody, file_chat: bool) -> Result<ChatTurn, ApiError> {
             ));
         }
     };
-    let wait = wait_of(body.wait_timeout)?;
     Ok(ChatTurn {
-        model: body.model.unwrap_or_else(|| AUTO.into()),
+        model: req.model.unwrap_or_else(|| AUTO.into()),
         messages,
-        file_ids: body.file_ids,
-        params: SamplingParams {
-            max_tokens: max.map_or(DEFAULT_MAX_TOKENS, |m| m as usize),
-            temperature,
-            top_p,
-            seed: body.seed,
-            stop,
-            presence_penalty: body.presence_penalty.unwrap_or(0.0),
-            frequency_penalty: body.frequency_penalty.unwrap_or(0.0),
-        },
-        max_tokens_given: max.is_some(),
+        file_ids,
+        params,
+        max_tokens_given: max_tokens.is_some(),
         format,
-        wait,
+        wait: wait_of(wait_timeout)?,
     })
 }
 
@@ -255,50 +337,5 @@ impl RoutingDto {
                 })
                 .collect(),
         }
-    }
-}
-
-/// Maps a chat failure to its API error.
-pub fn chat_error(e: ChatFilesError) -> ApiError {
-    let message = e.to_string();
-    match e {
-        ChatFilesError::BadRequest(m, param) => bad(m, param),
-        ChatFilesError::FileNotFound(_) => {
-            ApiError::with_param(ErrorCode::FileNotFound, message, Some("file_ids"))
-        }
-        ChatFilesError::FileNotReady { status, .. } if status != "failed" => {
-            ApiError::not_ready(message, "file_ids")
-        }
-        ChatFilesError::FileNotReady { .. } => {
-            ApiError::with_param(ErrorCode::FileNotReady, message, Some("file_ids"))
-        }
-        ChatFilesError::ModelNotFound(_) => {
-            ApiError::with_param(ErrorCode::ModelNotFound, message, Some("model"))
-        }
-        ChatFilesError::Route(RouteError::NothingFits { .. }) => {
-            ApiError::with_param(ErrorCode::ContextLengthExceeded, message, Some("messages"))
-        }
-        ChatFilesError::Route(RouteError::NoModel(_)) => {
-            ApiError::new(ErrorCode::Overloaded, message)
-        }
-        ChatFilesError::Route(RouteError::AllFailed(e)) | ChatFilesError::Chat(e) => {
-            chat_failure(e)
-        }
-        ChatFilesError::Search(e) => ApiError::from(e),
-        ChatFilesError::Store(e) => ApiError::internal(&e),
-    }
-}
-
-fn chat_failure(e: ChatError) -> ApiError {
-    let message = e.to_string();
-    match e {
-        ChatError::ContextLengthExceeded { .. } => {
-            ApiError::with_param(ErrorCode::ContextLengthExceeded, message, Some("messages"))
-        }
-        ChatError::InvalidParameter { param, .. } => bad(message, param),
-        ChatError::Overloaded | ChatError::ShutDown | ChatError::Remote(_) => {
-            ApiError::new(ErrorCode::Overloaded, message)
-        }
-        ChatError::Inference(_) => ApiError::internal(&e),
     }
 }

@@ -9,7 +9,7 @@ use super::ApiTags;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode};
 use crate::app::App;
-use crate::app::embeddings::{DIMENSIONS, EmbedError, EmbeddingsError, MODEL_NAME};
+use crate::app::embeddings::{DIMENSIONS, MODEL_NAME};
 
 /// Header listing the indexes of inputs that were truncated to the window.
 const TRUNCATED_HEADER: &str = "X-Truncated-Inputs";
@@ -127,7 +127,7 @@ impl EmbeddingsApi {
             ));
         }
         let texts = inputs(req.input)?;
-        let embeddings = self.app.embed(texts).await.map_err(embeddings_error)?;
+        let embeddings = self.app.embed(texts).await?;
         let truncated = embeddings.truncated();
         let tokens = embeddings.embedded_tokens() as u64;
         let data = embeddings
@@ -166,25 +166,5 @@ impl EmbeddingsApi {
             resp = resp.header(TRUNCATED_HEADER, list);
         }
         Ok(resp)
-    }
-}
-
-/// The error response for inputs that were not embedded.
-fn embeddings_error(e: EmbeddingsError) -> ApiError {
-    let message = e.to_string();
-    match e {
-        EmbeddingsError::TooManyInputs { .. } | EmbeddingsError::InputTooLong { .. } => {
-            bad(message, "input")
-        }
-        EmbeddingsError::TooManyTokens { .. } => {
-            ApiError::with_param(ErrorCode::TooManyTokens, message, Some("input"))
-        }
-        EmbeddingsError::Embed(e) => match e {
-            EmbedError::Overloaded | EmbedError::ShutDown => {
-                ApiError::new(ErrorCode::Overloaded, message)
-            }
-            EmbedError::TooManyInputs { .. } => bad(message, "input"),
-            other => ApiError::internal(&other),
-        },
     }
 }

@@ -11,8 +11,8 @@ use super::error::{ApiError, ErrorCode};
 use super::types::CategoryDto;
 use crate::app::App;
 use crate::app::search::{
-    DIMENSIONS, FusionConfig, FusionMethod, ScoreNorm, SearchError, SearchMode, SearchRequest,
-    SearchResult, filter,
+    DIMENSIONS, FusionConfig, FusionMethod, ScoreNorm, SearchMode, SearchRequest, SearchResult,
+    filter,
 };
 
 /// Largest `top_k`.
@@ -144,18 +144,6 @@ impl From<SearchResult> for SearchHitDto {
                 vector: r.scores.vector,
                 fused: r.scores.fused,
             },
-        }
-    }
-}
-
-impl From<SearchError> for ApiError {
-    fn from(e: SearchError) -> ApiError {
-        match e {
-            SearchError::BadRequest(message, param) => {
-                ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
-            }
-            SearchError::Overloaded => ApiError::new(ErrorCode::Overloaded, e.to_string()),
-            other => ApiError::internal(&other),
         }
     }
 }

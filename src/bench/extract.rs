@@ -121,7 +121,7 @@ pub(crate) fn extract_without_ocr(
 pub(crate) fn corpus_files(
     corpus: &[PathBuf],
 ) -> impl Iterator<Item = std::io::Result<(PathBuf, String, Vec<u8>, extract::Format)>> {
-    crate::ingest_cli::collect(corpus)
+    crate::cli::ingest::collect(corpus)
         .into_iter()
         .filter_map(|path| {
             let name = path.file_name()?.to_str()?.to_owned();

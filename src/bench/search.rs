@@ -399,7 +399,7 @@ fn corpus_chunks(
     };
     let count = |s: &str| embedder.count_tokens(s);
     let mut out = Vec::with_capacity(wanted);
-    for path in crate::ingest_cli::collect(&args.corpus) {
+    for path in crate::cli::ingest::collect(&args.corpus) {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())

@@ -255,7 +255,7 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
     let mut body = chat_body("hi", 4);
     body["messages"] = json!([{"role": "tool", "content": "x"}]);
     let (s, b) = server.post_json("/v1/chat/completions", &body).await;
-    assert_bad_request(s, &b, Some("messages"), "tool");
+    assert_bad_request(s, &b, Some("messages[0].role"), "tool");
     // The service is still healthy and answers.
     let (s, _) = server
         .post_json("/v1/chat/completions", &chat_body("hi", 2))

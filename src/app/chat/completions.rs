@@ -62,7 +62,8 @@ impl App {
     }
 
     /// Starts a chat completion. `params.max_tokens` is replaced by `max_tokens`, or when that is `None` by
-    /// [`DEFAULT_CHAT_MAX_TOKENS`] capped by what is left of the model's window.
+    /// [`DEFAULT_CHAT_MAX_TOKENS`] capped by what is left of the model's window. `format` counts towards the
+    /// complexity when the router picks the tier.
     #[instrument(skip_all, fields(messages = messages.len()))]
     pub async fn chat_completion(
         &self,
@@ -70,13 +71,14 @@ impl App {
         messages: Vec<ChatMessage>,
         max_tokens: Option<u32>,
         mut params: SamplingParams,
+        format: OutputFormat,
     ) -> Result<Generation, CompletionError> {
         let Some(backend) = target.0 else {
             // `auto`: the complexity router picks the tier (never one whose window cannot hold the request)
             // and falls back to the next when a tier fails; the answer names the model that answered.
             params.max_tokens = max_tokens.map_or(DEFAULT_CHAT_MAX_TOKENS, |n| n as usize);
             let (routed, _) = self
-                .chat_auto(messages, params, OutputFormat::Text, max_tokens.is_some())
+                .chat_auto(messages, params, format, max_tokens.is_some())
                 .await?;
             return Ok(Generation {
                 stream: routed.stream,

@@ -40,6 +40,9 @@ const SEARCH_HITS: usize = 12;
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How long a request waits for its files by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+/// `max_tokens` of a chat with files that gives none: answers from sources are short, and the rest of the
+/// window holds the sources (plain chat's default is [`DEFAULT_CHAT_MAX_TOKENS`]).
+pub const DEFAULT_FILE_CHAT_MAX_TOKENS: usize = 256;
 /// Tokens kept free for the chat template around the sources.
 const TEMPLATE_MARGIN: usize = 48;
 /// Characters of a chunk given as its snippet.

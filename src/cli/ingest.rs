@@ -238,3 +238,38 @@ pub fn progress_bar(n: u64) -> ProgressBar {
     }
     bar
 }
+
+/// `docpipe ingest`: uploads `paths` to `server`, waits for each file, prints a summary; fails when any did.
+pub async fn command(
+    server: &str,
+    api_key: Option<&str>,
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+
+    let files = collect(paths);
+    if files.is_empty() {
+        anyhow::bail!("no files found under the given paths");
+    }
+    let bar = progress_bar(files.len() as u64);
+    let outcomes = run(server, api_key, files, &bar).await;
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
+    println!(
+        "{} files: {} ready, {} failed",
+        outcomes.len(),
+        outcomes.len() - failed.len(),
+        failed.len()
+    );
+    for o in &failed {
+        println!(
+            "  FAILED {}: {}",
+            o.path.display(),
+            o.failure.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
