@@ -247,6 +247,7 @@ impl App {
     }
 
     /// Scores a request and names the tier that would answer, without generating.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, model = %turn.model, files = turn.file_ids.len()))]
     pub async fn analyze_complexity(
         &self,
         tenant: &str,
@@ -306,6 +307,7 @@ impl App {
     }
 
     /// Chat with files: the files' best chunks as numbered sources, answered by the chosen (or routed) model.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, model = %turn.model, files = turn.file_ids.len()))]
     pub async fn chat_with_files(
         &self,
         tenant: &str,
