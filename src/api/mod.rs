@@ -79,7 +79,15 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         monitoring::MonitoringApi { app: app.clone() },
         audio::AudioApi { app: app.clone() },
     );
-    OpenApiService::new(apis, "docpipe", env!("CARGO_PKG_VERSION"))
+    described(OpenApiService::new(apis, TITLE, env!("CARGO_PKG_VERSION")))
+}
+
+/// The document's title.
+const TITLE: &str = "docpipe";
+
+/// The document-wide description and server, the same for the serving and the spec-only service.
+fn described<T: poem_openapi::OpenApi>(service: OpenApiService<T, ()>) -> OpenApiService<T, ()> {
+    service
         .description(
             "Upload files (PDF, office, spreadsheets, text, images, audio) and get their text with locations. \
              Errors always have the shape `{\"error\": {\"message\", \"type\", \"code\", \"param\", \"request_id\"}}`.",
@@ -87,9 +95,34 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         .server("/")
 }
 
-/// The OpenAPI document as JSON (what `docpipe openapi` prints and `openapi/openapi.json` holds).
-pub fn openapi_json(app: &App) -> String {
-    service(app).spec()
+/// The endpoints' metadata without their handlers: what the OpenAPI document is built from, so writing it
+/// needs no [`App`] (no database, no models). It has no routes and is never served.
+struct SpecOnly<T>(std::marker::PhantomData<T>);
+
+impl<T: poem_openapi::OpenApi> poem_openapi::OpenApi for SpecOnly<T> {
+    fn meta() -> Vec<poem_openapi::registry::MetaApi> {
+        T::meta()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+
+    fn add_routes(
+        self,
+        _route_table: &mut std::collections::HashMap<
+            String,
+            std::collections::HashMap<poem::http::Method, poem::endpoint::BoxEndpoint<'static>>,
+        >,
+    ) {
+    }
+}
+
+/// The OpenAPI document as JSON (what `docpipe openapi` prints and `openapi/openapi.json` holds), built from
+/// the endpoints' types alone.
+pub fn openapi_json() -> String {
+    let spec = SpecOnly::<Apis>(std::marker::PhantomData);
+    described(OpenApiService::new(spec, TITLE, env!("CARGO_PKG_VERSION"))).spec()
 }
 
 /// The paths of the OpenAPI document (`/api/v1/files/{file_id}`, ...).

@@ -246,7 +246,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { settings, .. } => serve::run(settings).await,
         Command::Reindex { settings } => serve::reindex(settings).await,
-        Command::Openapi { output } => openapi::run(output).await.map(|()| ExitCode::SUCCESS),
+        Command::Openapi { output } => openapi::run(output).map(|()| ExitCode::SUCCESS),
         Command::Bench { which } => bench::run(which).await,
         Command::Models { which } => models::run(which).await,
         Command::Ingest {
