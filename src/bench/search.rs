@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::{ChunkConfig, chunk_document};
 use crate::extract::detect;
-use crate::index::bench::{Latency, VectorBenchReport, bench_vector_index};
+use crate::bench::index::{Latency, VectorBenchReport, bench_vector_index};
 use crate::index::vector::{HNSW_EXPANSION_SEARCH, VectorEntry};
 use crate::index::{
     ChunkMeta, FusionConfig, IndexedChunk, SearchFilter, TextIndex, VectorIndex, fuse,

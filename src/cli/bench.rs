@@ -16,13 +16,13 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             dump_sentences,
         } => {
             if let Some(path) = dump_sentences {
-                let text = crate::models::embed::bench_sentences(sentences).join("\n");
+                let text = crate::bench::embed::bench_sentences(sentences).join("\n");
                 std::fs::write(&path, text + "\n")
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             let dir = models_dir.join(crate::models::embed::MODEL_DIR_NAME);
             let results = tokio::task::spawn_blocking(move || {
-                crate::models::embed::bench_throughput(&dir, sentences, &[32, 256], &[1, 2], 3)
+                crate::bench::embed::bench_throughput(&dir, sentences, &[32, 256], &[1, 2], 3)
             })
             .await??;
             write_report(&out, &results)?;

@@ -9,7 +9,6 @@
 //! embedding with its filterable metadata ([`ChunkMeta`]) to [`vector::VectorIndex`]; the
 //! two rankings meet in [`fusion::fuse`].
 
-pub mod bench;
 pub mod filter;
 pub mod fusion;
 pub mod service;

@@ -22,7 +22,6 @@
 //!   candle's process-wide element-wise "barrier pool" (which serialises concurrent callers). Other devices run
 //!   candle-transformers' `BertModel`.
 
-mod bench;
 mod cpu_bert;
 mod engine;
 mod service;
@@ -31,7 +30,6 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use bench::{BenchResult, bench_sentences, bench_throughput};
 pub use engine::{Embedder, TokenCounter};
 pub use service::{EmbedderHandle, EmbedderInfo, EmbedderService};
 

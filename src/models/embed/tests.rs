@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::*;
+use crate::bench::embed::{bench_sentences, bench_throughput};
 use crate::models::device::DeviceSpec;
 
 /// Cosine similarity every reference sentence must reach.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use super::{EmbedError, Embedder};
+use crate::models::embed::{EmbedError, Embedder};
 
 /// Words per benchmark sentence, as in the peers' measurements.
 const WORDS_PER_SENTENCE: usize = 20;

@@ -223,7 +223,7 @@ mod tests {
         assert!(t.search.qps > 0.0);
     }
 
-    /// The figures in the report: `cargo test --release --lib index::bench::tests::report
+    /// The figures in the report: `cargo test --release --lib bench::index::tests::report
     /// -- --ignored --nocapture` (minutes).
     #[test]
     #[ignore = "benchmark: minutes of CPU"]
