@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use blobs::{BlobStore, StagedBlob};
 pub use chunks::{FileChunk, StoredChunk, chunk_id, parse_chunk_id};
-pub use files::{FileFilter, NewFile};
+pub use files::{DEFAULT_PURPOSE, FileFilter, NewFile};
 pub use keys::KeyRow;
 
 /// How long a writer waits for SQLite's lock before failing.
