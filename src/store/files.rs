@@ -261,15 +261,36 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a file failed with a reason.
-    pub async fn mark_failed(&self, id: &str, error: &FileError) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Marks a file failed with a reason. False when the file no longer exists (deleted meanwhile).
+    pub async fn mark_failed(&self, id: &str, error: &FileError) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE files SET status = 'failed', error_code = ?, error_message = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&error.code)
         .bind(&error.message)
         .bind(now_ms())
         .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// True while a file record with this id exists (any tenant).
+    pub async fn file_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM files WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Deletes an extraction (and so its chunks) that no file uses: what a worker stored for a file that
+    /// was deleted while it was processed.
+    pub async fn delete_unused_extraction(&self, doc_key: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM extractions WHERE doc_key = ?1 AND NOT EXISTS (SELECT 1 FROM files WHERE doc_key = ?1)",
+        )
+        .bind(doc_key)
         .execute(&self.pool)
         .await?;
         Ok(())
