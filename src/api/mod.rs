@@ -110,6 +110,8 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
     let config = app.config();
     let edge = Edge {
         max_file_size: config.max_file_size,
+        linger: Duration::from_secs(config.oversize_linger_secs),
+        linger_bytes: config.oversize_linger_bytes,
     };
     let guard = Arc::new(auth::Guard::new(
         app.key_ring(),
