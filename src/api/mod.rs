@@ -8,6 +8,7 @@ mod chat;
 mod chat_files;
 mod chat_types;
 mod chat_wire;
+mod compression;
 mod embeddings;
 pub mod error;
 mod files;
@@ -145,5 +146,6 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
         .nest("/", api)
         .around(move |ep, req| Arc::clone(&guard).handle(ep, req))
         .around(move |ep, req| edge.handle(ep, req))
+        .around(compression::handle)
         .with_if(!config.cors_origins.is_empty(), cors)
 }
