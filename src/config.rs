@@ -155,6 +155,17 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_BODY_TIMEOUT_SECS", default_value_t = 300)]
     pub body_timeout_secs: u64,
 
+    /// Seconds the rest of an oversized request body is still read (and thrown away) after its 413, so a
+    /// client that sends the whole body before reading the answer gets the 413 instead of a reset
+    /// connection (0: close at once).
+    #[arg(long, env = "DOCPIPE_OVERSIZE_LINGER_SECS", default_value_t = 5)]
+    pub oversize_linger_secs: u64,
+
+    /// Bytes beyond its limit an oversized request body may have and still be read to its end after the
+    /// 413; a larger body is cut off at once.
+    #[arg(long, env = "DOCPIPE_OVERSIZE_LINGER_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub oversize_linger_bytes: u64,
+
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before the server stops anyway.
     #[arg(long, env = "DOCPIPE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,

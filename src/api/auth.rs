@@ -190,7 +190,11 @@ impl Guard {
         let status = resp.status().as_u16();
         let seconds = started.elapsed().as_secs_f64();
         metrics::http_request(&route, &method, status, seconds);
-        perf::record(&format!("{method} {route}"), seconds, status);
+        perf::record(
+            &format!("{} {route}", metrics::method_label(&method)),
+            seconds,
+            status,
+        );
         Ok(resp)
     }
 

@@ -108,6 +108,7 @@ impl FilesApi {
             category: category.0.map(Into::into),
             limit,
             offset: offset.0.unwrap_or(0),
+            ..FileFilter::default()
         };
         let (files, total) = self.app.files(&caller.tenant, &filter).await?;
         Ok(Json(FileList::new(&files, total, &filter)))

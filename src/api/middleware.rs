@@ -1,11 +1,16 @@
 //! The edge of every request: assigns the request id (taken from `X-Request-Id` when the client sends a
-//! sane one), enforces per-route body limits while the body streams in (413 without buffering the body),
-//! and turns every error, including poem's own 404/405 and parse errors, into the one JSON error shape.
+//! sane one), enforces per-route body limits while the body streams in (413 without buffering the body,
+//! then a bounded lingering read of the rest so the client can read the 413), and turns every error,
+//! including poem's own 404/405 and parse errors, into the one JSON error shape.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
 
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
@@ -30,6 +35,11 @@ fn is_upload_route(method: &Method, path: &str) -> bool {
 pub struct Edge {
     /// Largest upload in bytes.
     pub max_file_size: u64,
+    /// How long the rest of a refused (oversized) body is read and discarded after the 413.
+    pub linger: Duration,
+    /// How many bytes beyond its limit a refused body may have and still be read to its end; a larger one
+    /// is cut off at once.
+    pub linger_bytes: u64,
 }
 
 impl Edge {
@@ -56,7 +66,7 @@ impl Edge {
             JSON_BODY_LIMIT
         };
         let too_large = move || {
-            // The rest of the body is not read, so the connection cannot be reused.
+            // Even when the rest of the body is read (below), the connection is not reused.
             let with_close = |mut r: Response| {
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -79,6 +89,7 @@ impl Edge {
         };
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
         let id = request_id.clone();
+        let linger_budget = limit.saturating_add(self.linger_bytes);
         let response = REQUEST_ID
             .scope(request_id.clone(), async move {
                 let declared = req
@@ -86,16 +97,30 @@ impl Edge {
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
-                if declared.is_some_and(|n| n > limit) {
+                if let Some(n) = declared.filter(|n| *n > limit) {
+                    // A client waiting for `100 Continue` has not sent the body and never will.
+                    let waits = req
+                        .headers()
+                        .get(header::EXPECT)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                    if !waits && n <= linger_budget {
+                        let rest = req.take_body().into_bytes_stream().boxed();
+                        self.linger_on(rest, linger_budget);
+                    }
                     return too_large();
                 }
-                let exceeded = Arc::new(AtomicBool::new(false));
-                limit_body(&mut req, limit, Arc::clone(&exceeded));
+                let body = SharedBody::take(&mut req);
+                let seen = Arc::new(AtomicU64::new(0));
+                limit_body(&mut req, &body, limit, Arc::clone(&seen));
                 let resp = match next.call(req).await {
                     Ok(r) => r.into_response(),
                     Err(e) => e.into_response(),
                 };
-                if exceeded.load(Ordering::Relaxed) {
+                let seen = seen.load(Ordering::Relaxed);
+                if seen > limit {
+                    if let Some(rest) = body.into_rest() {
+                        self.linger_on(rest, linger_budget.saturating_sub(seen));
+                    }
                     return too_large();
                 }
                 normalize_error(resp).await
@@ -108,17 +133,71 @@ impl Edge {
         tracing::debug!(%method, %path, status = response.status().as_u16(), request_id = %id, "request");
         Ok(response)
     }
+
+    /// Reads and discards the rest of a refused body in the background while the 413 goes out, for at most
+    /// `linger` and `budget` bytes, then lets the connection close. A client that writes its whole body
+    /// before it reads (Python's urllib and requests do) then reads the 413 instead of losing it to a
+    /// connection reset.
+    fn linger_on(self, mut rest: RawBody, budget: u64) {
+        if self.linger.is_zero() {
+            return;
+        }
+        tokio::spawn(async move {
+            let drain = async {
+                let mut read: u64 = 0;
+                while let Some(Ok(chunk)) = rest.next().await {
+                    read += chunk.len() as u64;
+                    if read > budget {
+                        break;
+                    }
+                }
+            };
+            // Dropping the body unfinished makes the server close the connection.
+            let _ = tokio::time::timeout(self.linger, drain).await;
+        });
+    }
 }
 
-/// Replaces the body with one that fails (and raises `exceeded`) once more than `limit` bytes arrive.
-fn limit_body(req: &mut Request, limit: u64, exceeded: Arc<AtomicBool>) {
-    let body = req.take_body();
-    let mut seen: u64 = 0;
-    let stream = body.into_bytes_stream().map(move |chunk| {
+/// A request body as it arrives.
+type RawBody = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// The request body, shared between the handler (which reads it through a proxy) and the edge, which
+/// keeps what the handler did not read when the body turns out to be too large.
+#[derive(Clone)]
+struct SharedBody(Arc<Mutex<Option<RawBody>>>);
+
+impl SharedBody {
+    fn take(req: &mut Request) -> SharedBody {
+        SharedBody(Arc::new(Mutex::new(Some(
+            req.take_body().into_bytes_stream().boxed(),
+        ))))
+    }
+
+    /// The body as a stream for the handler; it ends when the edge has taken the rest.
+    fn proxy(&self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let shared = self.clone();
+        futures::stream::poll_fn(move |cx| {
+            // Held only for one poll, never across an await.
+            let mut body = shared.0.lock().unwrap_or_else(PoisonError::into_inner);
+            match body.as_mut() {
+                Some(stream) => stream.poll_next_unpin(cx),
+                None => Poll::Ready(None),
+            }
+        })
+    }
+
+    /// What the handler left of the body.
+    fn into_rest(self) -> Option<RawBody> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Gives the handler a body that fails once more than `limit` bytes arrive; `seen` counts them.
+fn limit_body(req: &mut Request, body: &SharedBody, limit: u64, seen: Arc<AtomicU64>) {
+    let stream = body.proxy().map(move |chunk| {
         let chunk = chunk?;
-        seen += chunk.len() as u64;
-        if seen > limit {
-            exceeded.store(true, Ordering::Relaxed);
+        let total = seen.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+        if total > limit {
             return Err(std::io::Error::other("request body exceeds the limit"));
         }
         Ok(chunk)

@@ -8,6 +8,7 @@ mod chat;
 mod chat_files;
 mod chat_types;
 mod chat_wire;
+mod compression;
 mod embeddings;
 pub mod error;
 mod files;
@@ -143,6 +144,8 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
     let config = app.config();
     let edge = Edge {
         max_file_size: config.max_file_size,
+        linger: Duration::from_secs(config.oversize_linger_secs),
+        linger_bytes: config.oversize_linger_bytes,
     };
     let guard = Arc::new(auth::Guard::new(
         app.key_ring(),
@@ -176,5 +179,6 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
         .nest("/", api)
         .around(move |ep, req| Arc::clone(&guard).handle(ep, req))
         .around(move |ep, req| edge.handle(ep, req))
+        .around(compression::handle)
         .with_if(!config.cors_origins.is_empty(), cors)
 }

@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorCode};
 use super::files::{content_response, upload_form};
 use super::types::DeletedFile;
 use crate::app::App;
-use crate::app::files::{FileFilter, FileRecord, FileStatus};
+use crate::app::files::{DEFAULT_PURPOSE, FileFilter, FileOpError, FileRecord, FileStatus};
 
 /// Largest page of `GET /v1/files`.
 const MAX_LIMIT: u32 = 10_000;
@@ -60,7 +60,7 @@ impl From<&FileRecord> for OpenAiFile {
             bytes: f.size,
             created_at: f.created_at.timestamp(),
             filename: f.filename.clone(),
-            purpose: f.purpose.clone().unwrap_or_else(|| "user_data".into()),
+            purpose: f.purpose.clone().unwrap_or_else(|| DEFAULT_PURPOSE.into()),
             status: status.into(),
             status_details: f
                 .error
@@ -117,30 +117,47 @@ impl OpenAiFilesApi {
     }
 
     /// List files (OpenAI)
+    ///
+    /// The caller's files, newest first. Page with `after`: pass the `id` of the last file of a page to get
+    /// the next one (what the official SDKs' auto-pagination does). `purpose` and `after` apply before
+    /// `limit`, so a page holds up to `limit` matching files and `has_more` says whether more match.
+    /// An `after` that names no file of the caller is a 400 naming `after`.
     #[oai(path = "/v1/files", method = "get")]
     async fn list(
         &self,
         caller: Caller,
-        /// Only files uploaded with this purpose.
+        /// Only files uploaded with this purpose (`user_data` also matches files uploaded through the
+        /// pipeline API).
         purpose: Query<Option<String>>,
-        /// Page size (default 10000).
+        /// Page size (1-10000, default 10000).
         limit: Query<Option<u32>>,
+        /// A cursor: the id of a file; the page starts with the file listed after it.
+        after: Query<Option<String>>,
     ) -> Result<Json<OpenAiFileList>, ApiError> {
         let limit = limit.0.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
         let filter = FileFilter {
+            purpose: purpose.0,
+            after: after.0,
             limit,
             ..FileFilter::default()
         };
-        let (files, total) = self.app.files(&caller.tenant, &filter).await?;
-        let data: Vec<OpenAiFile> = files
-            .iter()
-            .map(OpenAiFile::from)
-            .filter(|f| purpose.0.as_ref().is_none_or(|p| &f.purpose == p))
-            .collect();
+        let (files, total) = match self.app.files(&caller.tenant, &filter).await {
+            Err(FileOpError::NotFound(id)) => {
+                return Err(ApiError::with_param(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "after: no file with id {id} to list after (pass the id of a file from the previous page)"
+                    ),
+                    Some("after"),
+                ));
+            }
+            other => other?,
+        };
+        let data: Vec<OpenAiFile> = files.iter().map(OpenAiFile::from).collect();
         Ok(Json(OpenAiFileList {
             object: "list".into(),
+            has_more: total > data.len() as u64,
             data,
-            has_more: total > u64::from(limit),
         }))
     }
 

@@ -9,7 +9,7 @@ use tracing::instrument;
 
 pub use crate::extract::{DetectError, ExtractError};
 pub use crate::pipeline::{FileEvent, FileOpError, RETRY_AFTER_SECS, UploadError, UploadRequest};
-pub use crate::store::{FileFilter, StoredChunk, chunk_id};
+pub use crate::store::{DEFAULT_PURPOSE, FileFilter, StoredChunk, chunk_id};
 pub use crate::types::{Category, Document, FileError, FileRecord, FileStatus, Progress};
 
 use super::App;
@@ -42,13 +42,17 @@ impl App {
         self.ingest.file(tenant, id).await
     }
 
-    /// A page of files and the total count matching the filter.
+    /// A page of files and the total count matching the filter. A cursor (`filter.after`) that names no
+    /// file of the tenant is [`FileOpError::NotFound`] with its id.
     #[instrument(skip(self))]
     pub async fn files(
         &self,
         tenant: &str,
         filter: &FileFilter,
     ) -> Result<(Vec<FileRecord>, u64), FileOpError> {
+        if let Some(after) = &filter.after {
+            self.ingest.file(tenant, after).await?;
+        }
         self.ingest.list(tenant, filter).await
     }
 

@@ -62,13 +62,24 @@ async fn process(shared: &Shared, file: FileRecord) {
         started.elapsed().as_secs_f64(),
         outcome.is_ok(),
     );
+    // The fence against a delete while the file was processed: the delete removes the record first and the
+    // index entries after it; the worker indexes first and turns the file ready only while its record is
+    // still there. Whichever comes second takes the chunks out, so none outlives the record.
     let stored = match &outcome {
         Ok(()) => shared.store.mark_ready(&file.id).await,
         Err(error) => shared.store.mark_failed(&file.id, error).await,
     };
-    if let Err(e) = stored {
-        tracing::error!(error = %e, "cannot record the outcome; the file is processed again at next start");
-        return;
+    match stored {
+        Ok(true) => {}
+        Ok(false) => {
+            forget_deleted(shared, &file).await;
+            shared.wake.notify_waiters();
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the outcome; the file is processed again at next start");
+            return;
+        }
     }
     match &outcome {
         Ok(()) => tracing::info!("file ready"),
@@ -88,6 +99,18 @@ async fn process(shared: &Shared, file: FileRecord) {
     }
     // Twins waiting for this content can be claimed now.
     shared.wake.notify_waiters();
+}
+
+/// Takes what the worker made for a file deleted while it was processed out of the indexes and the store.
+async fn forget_deleted(shared: &Shared, file: &FileRecord) {
+    tracing::info!("file deleted while it was processed; its chunks are not kept");
+    if let Err(e) = shared.search.remove_file(&file.tenant, &file.id).await {
+        tracing::error!(error = %e, "cannot remove the deleted file from the indexes; the next start does");
+    }
+    let key = doc_key(&file.tenant, &file.sha256, &file.format);
+    if let Err(e) = shared.store.delete_unused_extraction(&key).await {
+        tracing::error!(error = %e, "cannot remove the deleted file's extraction");
+    }
 }
 
 /// Extract (unless this content was extracted before), chunk and embed (unless the stored chunks were made
@@ -194,6 +217,16 @@ async fn ingest(shared: &Shared, file: &FileRecord) -> Result<(), FileError> {
             .map_err(|e| internal("cannot store chunks", &e))?;
         stored
     };
+    // A file deleted meanwhile is not indexed (the check after indexing, in `process`, closes the rest
+    // of the window).
+    if !shared
+        .store
+        .file_exists(&file.id)
+        .await
+        .map_err(|e| internal("cannot read the store", &e))?
+    {
+        return Ok(());
+    }
     search
         .index_file(file, chunks)
         .await

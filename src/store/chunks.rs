@@ -197,17 +197,18 @@ impl Store {
             .collect()
     }
 
-    /// Marks a processing file ready.
-    pub async fn mark_ready(&self, file_id: &str) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Marks a processing file ready. False when there is no processing file with this id any more (it was
+    /// deleted while it was processed): the caller must then take its chunks out of the indexes.
+    pub async fn mark_ready(&self, file_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE files SET status = 'ready', error_code = NULL, error_message = NULL, updated_at = ?, \
-             progress_done = MAX(progress_done, progress_total) WHERE id = ?",
+             progress_done = MAX(progress_done, progress_total) WHERE id = ? AND status = 'processing'",
         )
         .bind(super::now_ms())
         .bind(file_id)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 }
 

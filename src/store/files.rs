@@ -23,11 +23,19 @@ pub struct NewFile<'a> {
     pub purpose: Option<&'a str>,
 }
 
-/// Filters and page for listing files.
+/// The purpose of a file uploaded without one (through the pipeline API), as the OpenAI Files API shows it.
+pub const DEFAULT_PURPOSE: &str = "user_data";
+
+/// Filters and page for listing files. Every filter applies in the query, before the page is cut.
 #[derive(Debug, Clone, Default)]
 pub struct FileFilter {
     pub status: Option<FileStatus>,
     pub category: Option<Category>,
+    /// Only files uploaded with this purpose (a file uploaded without one has [`DEFAULT_PURPOSE`]).
+    pub purpose: Option<String>,
+    /// Only files after this one in the listing's order (newest first): a cursor. A cursor that names no
+    /// file of the tenant gives an empty page; callers check it first to say so.
+    pub after: Option<String>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -152,7 +160,8 @@ impl Store {
         rows.iter().map(record).collect()
     }
 
-    /// A page of a tenant's files, newest first, and the total matching the filter.
+    /// A page of a tenant's files, newest first, and the total matching the filter (after the cursor, when
+    /// there is one).
     pub async fn list_files(
         &self,
         tenant: &str,
@@ -160,14 +169,19 @@ impl Store {
     ) -> Result<(Vec<FileRecord>, u64), StoreError> {
         let status = filter.status.map(FileStatus::as_str);
         let category = filter.category.map(Category::as_str);
-        let condition =
-            "tenant = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR category = ?3)";
+        // The cursor compares in the listing's own order, (created_at, id) descending.
+        let condition = "tenant = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR category = ?3) \
+             AND (?4 IS NULL OR COALESCE(purpose, ?5) = ?4) \
+             AND (?6 IS NULL OR (created_at, id) < (SELECT created_at, id FROM files WHERE id = ?6 AND tenant = ?1))";
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM files WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+            "SELECT {COLUMNS} FROM files WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT ?7 OFFSET ?8"
         )))
         .bind(tenant)
         .bind(status)
         .bind(category)
+        .bind(filter.purpose.as_deref())
+        .bind(DEFAULT_PURPOSE)
+        .bind(filter.after.as_deref())
         .bind(i64::from(filter.limit))
         .bind(i64::from(filter.offset))
         .fetch_all(&self.pool)
@@ -178,6 +192,9 @@ impl Store {
         .bind(tenant)
         .bind(status)
         .bind(category)
+        .bind(filter.purpose.as_deref())
+        .bind(DEFAULT_PURPOSE)
+        .bind(filter.after.as_deref())
         .fetch_one(&self.pool)
         .await?;
         let files = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
@@ -244,15 +261,36 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a file failed with a reason.
-    pub async fn mark_failed(&self, id: &str, error: &FileError) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Marks a file failed with a reason. False when the file no longer exists (deleted meanwhile).
+    pub async fn mark_failed(&self, id: &str, error: &FileError) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE files SET status = 'failed', error_code = ?, error_message = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&error.code)
         .bind(&error.message)
         .bind(now_ms())
         .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// True while a file record with this id exists (any tenant).
+    pub async fn file_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM files WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Deletes an extraction (and so its chunks) that no file uses: what a worker stored for a file that
+    /// was deleted while it was processed.
+    pub async fn delete_unused_extraction(&self, doc_key: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM extractions WHERE doc_key = ?1 AND NOT EXISTS (SELECT 1 FROM files WHERE doc_key = ?1)",
+        )
+        .bind(doc_key)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -4,6 +4,7 @@
 //! Durability: SQLite runs in WAL mode with `synchronous = FULL`, so a committed transaction survives a
 //! crash; a blob is fsynced and renamed into place before its file record is inserted, so every
 //! acknowledged upload has its bytes on disk. Blobs left without a record by a crash are removed at start.
+//! One process at a time: opening takes the directory's lock ([`lock`]) before the database.
 
 mod blobs;
 mod chunks;
@@ -11,9 +12,11 @@ mod documents;
 pub use documents::doc_key;
 mod files;
 mod keys;
+mod lock;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -21,7 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use blobs::{BlobStore, StagedBlob};
 pub use chunks::{FileChunk, StoredChunk, chunk_id, parse_chunk_id};
-pub use files::{FileFilter, NewFile};
+pub use files::{DEFAULT_PURPOSE, FileFilter, NewFile};
 pub use keys::KeyRow;
 
 /// How long a writer waits for SQLite's lock before failing.
@@ -40,6 +43,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// Another process holds the data directory's lock.
+    #[error("{}", lock::in_use_message(dir, pid))]
+    InUse { dir: PathBuf, pid: String },
 }
 
 /// The database and blob store of one data directory.
@@ -47,12 +53,16 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     blobs: BlobStore,
+    /// Held while any clone lives: no other process opens this data directory meanwhile.
+    _lock: Arc<lock::DataDirLock>,
 }
 
 impl Store {
-    /// Opens (creating when missing) the store under `data_dir` and applies migrations.
+    /// Opens (creating when missing) the store under `data_dir` and applies migrations. The directory's lock
+    /// is taken first: a directory another process has open is [`StoreError::InUse`].
     pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
         tokio::fs::create_dir_all(data_dir).await?;
+        let lock = Arc::new(lock::DataDirLock::acquire(data_dir)?);
         let db_path: PathBuf = data_dir.join("docpipe.sqlite");
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(&db_path)
@@ -67,7 +77,11 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let blobs = BlobStore::open(data_dir).await?;
-        Ok(Store { pool, blobs })
+        Ok(Store {
+            pool,
+            blobs,
+            _lock: lock,
+        })
     }
 
     /// Starts a write transaction holding SQLite's write lock from the start (`BEGIN IMMEDIATE`). A deferred

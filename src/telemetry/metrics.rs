@@ -159,9 +159,24 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// Records one finished HTTP request.
+/// Methods that get their own label value; anything else a client sends is counted as `other`, so a
+/// client cannot grow the label set (`curl -X XMETHOD1`).
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// The label value of a request method: the standard methods as they are, anything else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
+}
+
+/// Records one finished HTTP request (the method is bounded by [`method_label`]).
 pub fn http_request(route: &str, method: &str, status: u16, seconds: f64) {
     let m = &*METRICS;
+    let method = method_label(method);
     m.http_requests
         .with_label_values(&[route, method, &status.to_string()])
         .inc();
@@ -277,5 +292,15 @@ mod tests {
         {
             assert!(line.starts_with("docpipe_"), "{line}");
         }
+    }
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("DELETE"), "DELETE");
+        // Methods are case-sensitive: `get` is not `GET`.
+        assert_eq!(method_label("get"), "other");
+        assert_eq!(method_label("XMETHOD1"), "other");
+        assert_eq!(method_label(""), "other");
     }
 }

@@ -300,3 +300,117 @@ async fn large_bodies_are_refused_before_they_are_read() {
     let (status, _) = server.get("/health").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Sends `head` and then all of `body` before reading anything, as Python's urllib does, and returns the
+/// status line and JSON body of the answer.
+async fn send_all_then_read(addr: &str, head: &str, body: &[u8]) -> (String, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(head.as_bytes()).await.expect("write head");
+    if let Err(e) = tcp.write_all(body).await {
+        panic!(
+            "the server closed before the body was sent ({e}): the client never sees its answer"
+        );
+    }
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tcp.read_to_end(&mut raw),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read the answer");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let json = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b.trim()).ok())
+        .unwrap_or_else(|| panic!("no JSON body in {text}"));
+    (status, json)
+}
+
+#[tokio::test]
+async fn a_client_that_sends_the_whole_oversized_body_first_reads_the_413() {
+    let server = Server::start_with(&[("MAX_FILE_SIZE", "1000000")]).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let file = vec![b'a'; 6_000_000];
+    let boundary = "docpipe-test-boundary";
+    let mut multipart = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\n"
+    )
+    .into_bytes();
+    multipart.extend_from_slice(&file);
+    multipart.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+
+    // Refused by its declared length, before the handler runs.
+    let head = format!(
+        "POST /api/v1/upload HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\n\r\n",
+        multipart.len()
+    );
+    let (status, body) = send_all_then_read(&addr, &head, &multipart).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &body,
+        413,
+        "file_too_large",
+        "invalid_request_error",
+        None,
+        "1000000 bytes",
+    );
+
+    // Chunked: refused while the handler reads it.
+    let mut chunked = Vec::new();
+    for piece in multipart.chunks(64 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    let (status, body) = send_all_then_read(&addr, &head, &chunked).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &body,
+        413,
+        "file_too_large",
+        "invalid_request_error",
+        None,
+        "MAX_FILE_SIZE",
+    );
+
+    // Python's urllib, the client of the report.
+    let script = r#"
+import json, os, sys, urllib.error, urllib.request
+data = b"a" * 6_000_000
+req = urllib.request.Request(os.environ["BASE"] + "/api/v1/upload", data=data,
+                             headers={"Content-Type": "text/plain"})
+try:
+    urllib.request.urlopen(req)
+    sys.exit("no error")
+except urllib.error.HTTPError as e:
+    print(e.code, json.loads(e.read())["error"]["code"])
+"#;
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .env("BASE", &server.base)
+        .output()
+        .await
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "413 file_too_large",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, list) = server.get("/api/v1/files").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 0, "nothing refused is stored: {list}");
+}

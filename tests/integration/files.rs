@@ -265,6 +265,97 @@ async fn openai_files_api_shares_the_store() {
     assert_bad_request(status, &body, None, "purpose");
 }
 
+/// Uploads through the OpenAI Files API with a purpose; returns the id.
+async fn openai_upload(server: &Server, name: &str, purpose: &str) -> String {
+    let part = reqwest::multipart::Part::bytes(format!("{name} body").into_bytes())
+        .file_name(name.to_owned());
+    let form = reqwest::multipart::Form::new()
+        .part("file", part)
+        .text("purpose", purpose.to_owned());
+    let resp = server
+        .http
+        .post(server.url("/v1/files"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["id"].as_str().expect("id").to_owned()
+}
+
+/// Follows `after` from the first page of `query` to the last; returns the ids in order and the pages.
+async fn follow_pages(server: &Server, query: &str) -> (Vec<String>, usize) {
+    let (mut ids, mut pages) = (Vec::new(), 0);
+    let mut path = format!("/v1/files?{query}");
+    loop {
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        assert!(pages <= 20, "pagination does not end: {page}");
+        let data = page["data"].as_array().expect("data");
+        ids.extend(
+            data.iter()
+                .map(|f| f["id"].as_str().expect("id").to_owned()),
+        );
+        if page["has_more"] != true {
+            return (ids, pages);
+        }
+        let last = ids.last().expect("a page with has_more has files");
+        path = format!("/v1/files?{query}&after={last}");
+    }
+}
+
+#[tokio::test]
+async fn openai_file_list_pages_with_after_and_filters_before_the_limit() {
+    let server = Server::start().await;
+    let mut assistants = Vec::new();
+    for i in 0..3 {
+        assistants.push(openai_upload(&server, &format!("a{i}.txt"), "assistants").await);
+        server
+            .upload(&format!("u{i}.txt"), format!("user file {i}").into_bytes())
+            .await;
+    }
+    server.upload("u3.txt", b"user file 3".to_vec()).await;
+    let (_, all) = server.get("/v1/files").await;
+    let all_ids: Vec<String> = all["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|f| f["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(all_ids.len(), 7, "{all}");
+    assert_eq!(all["has_more"], false);
+
+    // `after` continues in the listing's order: every file once, newest first, and an end.
+    let (paged, pages) = follow_pages(&server, "limit=2").await;
+    assert_eq!(paged, all_ids);
+    assert_eq!(pages, 4);
+
+    // `purpose` filters before `limit`: the first page is full and says more follow.
+    let (_, first) = server.get("/v1/files?purpose=assistants&limit=2").await;
+    assert_eq!(first["data"].as_array().map(Vec::len), Some(2), "{first}");
+    assert_eq!(first["has_more"], true, "{first}");
+    let (paged, pages) = follow_pages(&server, "purpose=assistants&limit=2").await;
+    assistants.reverse();
+    assert_eq!(paged, assistants, "newest first");
+    assert_eq!(pages, 2);
+    // Files uploaded through the pipeline API have the purpose `user_data`.
+    let (users, _) = follow_pages(&server, "purpose=user_data&limit=3").await;
+    assert_eq!(users.len(), 4);
+    let (_, none) = server.get("/v1/files?purpose=batch").await;
+    assert_eq!(none["data"], serde_json::json!([]), "{none}");
+    assert_eq!(none["has_more"], false);
+
+    // The last file as cursor: an empty last page.
+    let (_, end) = server.get(&format!("/v1/files?after={}", all_ids[6])).await;
+    assert_eq!(end["data"], serde_json::json!([]), "{end}");
+    assert_eq!(end["has_more"], false);
+    // A cursor that names no file is refused, naming the parameter.
+    let (status, body) = server.get("/v1/files?after=file-unknown").await;
+    assert_bad_request(status, &body, Some("after"), "no file with id file-unknown");
+}
+
 #[tokio::test]
 async fn ingest_cli_uploads_folders_and_reports_failures() {
     let server = Server::start().await;

@@ -69,6 +69,45 @@ async fn metrics_pass_promtool_and_count_the_work() {
 }
 
 #[tokio::test]
+async fn unknown_methods_share_one_metrics_label() {
+    let server = Server::start().await;
+    for (i, path) in ["/health", "/api/v1/files", "/nowhere"].iter().enumerate() {
+        let method = reqwest::Method::from_bytes(format!("XMETHOD{i}").as_bytes()).expect("method");
+        let resp = server
+            .http
+            .request(method, server.url(path))
+            .send()
+            .await
+            .expect("send");
+        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+    }
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !text.contains("XMETHOD"),
+        "a client's method became a label:\n{text}"
+    );
+    assert!(text.contains("method=\"other\""), "{text}");
+    let (_, perf) = server.get("/api/v1/performance/metrics").await;
+    assert!(!perf.to_string().contains("XMETHOD"), "{perf}");
+    assert!(
+        perf["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .any(|r| r["route"].as_str().is_some_and(|r| r.starts_with("other "))),
+        "{perf}"
+    );
+}
+
+#[tokio::test]
 async fn readiness_and_performance_report_the_service() {
     let server = Server::start().await;
     let (s, health) = server.get("/api/v1/monitoring/health").await;

@@ -97,3 +97,95 @@ async fn swagger_ui_redoc_and_spec_are_served() {
         "the served spec differs from openapi/openapi.json"
     );
 }
+
+/// GETs `path` with `Accept-Encoding: accept`; returns the `Content-Encoding` (empty when none), the
+/// `Content-Type` and the raw bytes.
+async fn get_encoded(server: &Server, path: &str, accept: &str) -> (String, String, Vec<u8>) {
+    let resp = server
+        .http
+        .get(server.url(path))
+        .header("accept-encoding", accept)
+        .send()
+        .await
+        .expect("get");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (encoding, content_type) = (header("content-encoding"), header("content-type"));
+    let bytes = resp.bytes().await.expect("body").to_vec();
+    (encoding, content_type, bytes)
+}
+
+#[tokio::test]
+async fn responses_are_compressed_when_accepted_except_events_and_small_ones() {
+    use std::io::Read as _;
+    let server = Server::start().await;
+    let (encoding, _, plain) = get_encoded(&server, "/openapi.json", "identity").await;
+    assert_eq!(encoding, "", "not compressed unless asked");
+    let (encoding, content_type, gzipped) = get_encoded(&server, "/openapi.json", "gzip").await;
+    assert_eq!(encoding, "gzip");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    assert!(
+        gzipped.len() * 5 < plain.len(),
+        "{} bytes gzipped of {}",
+        gzipped.len(),
+        plain.len()
+    );
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(gzipped.as_slice())
+        .read_to_end(&mut decoded)
+        .expect("valid gzip");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&decoded).expect("json"),
+        serde_json::from_slice::<serde_json::Value>(&plain).expect("json")
+    );
+    for (accept, want) in [
+        ("gzip, deflate, br, zstd", "zstd"),
+        ("gzip, br", "br"),
+        ("br;q=0.5, gzip", "gzip"),
+    ] {
+        let (encoding, _, body) = get_encoded(&server, "/openapi.json", accept).await;
+        assert_eq!(encoding, want, "{accept}");
+        assert!(
+            body.len() * 5 < plain.len(),
+            "{accept}: {} bytes",
+            body.len()
+        );
+    }
+    let (encoding, _, docs) = get_encoded(&server, "/docs/", "gzip").await;
+    assert_eq!(encoding, "gzip", "Swagger UI");
+    assert!(!docs.is_empty());
+    // Small answers are sent as they are.
+    let (encoding, _, _) = get_encoded(&server, "/health", "gzip").await;
+    assert_eq!(encoding, "", "/health is smaller than 1 KiB");
+
+    // Server-sent events never are (a compressor would hold events back), nor stored images.
+    let png = crate::common::fixture("image/text.png");
+    let file = server.upload_and_wait("text.png", png.clone()).await;
+    let id = file["id"].as_str().expect("id");
+    let (encoding, content_type, events) = get_encoded(
+        &server,
+        &format!("/api/v1/files/{id}/events"),
+        "gzip, br, zstd",
+    )
+    .await;
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    assert_eq!(encoding, "", "events are not compressed");
+    assert!(String::from_utf8_lossy(&events).contains("data: "));
+    let (encoding, content_type, bytes) =
+        get_encoded(&server, &format!("/api/v1/files/{id}/content"), "gzip").await;
+    assert_eq!(content_type, "image/png");
+    assert_eq!(encoding, "", "a PNG is sent as stored");
+    assert_eq!(bytes, png);
+}

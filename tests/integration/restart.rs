@@ -42,3 +42,40 @@ async fn acknowledged_uploads_survive_kill_9_and_interrupted_files_finish() {
         .count();
     assert_eq!(tmp, 0);
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_names_the_one_using_it() {
+    let server = Server::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let second = tokio::process::Command::new(&*crate::common::BIN)
+        .arg("serve")
+        .env("DOCPIPE_HOST", "127.0.0.1")
+        .env("DOCPIPE_PORT", port.to_string())
+        .env("DOCPIPE_DATA_DIR", &server.data_dir)
+        .env("DOCPIPE_CHAT_MODELS", "smollm2")
+        .env_remove("API_KEY")
+        .env_remove("DOCPIPE_ADMIN_KEY")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), second)
+        .await
+        .expect("the second server stops on its own")
+        .expect("run docpipe serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let dir = server.data_dir.display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "the data directory {dir} is in use by another docpipe process (pid {},",
+            server.pid()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("reindex"), "{stderr}");
+    // The first server is unharmed.
+    let (status, _) = server.get("/api/v1/files").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+}

@@ -264,3 +264,98 @@ async fn duplicate_uploads_are_indexed_under_each_file() {
         "{r}"
     );
 }
+
+/// About 200 chunks of text (several seconds of embedding), each with the word `quetzalcoatlus`.
+fn long_text() -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "river", "mountain", "lantern", "copper", "harvest", "signal", "meadow", "engine",
+        "violet", "archive", "thunder", "pebble", "orchard", "compass", "glacier", "window",
+    ];
+    let mut seed: u64 = 7;
+    let mut text = String::new();
+    for p in 0..200 {
+        text.push_str(&format!("Paragraph {p} about quetzalcoatlus:"));
+        for _ in 0..120 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            text.push(' ');
+            text.push_str(WORDS[(seed >> 60) as usize]);
+        }
+        text.push_str(".\n\n");
+    }
+    text.into_bytes()
+}
+
+async fn index_sizes(server: &Server) -> (u64, u64) {
+    let (_, h) = server.get("/api/v1/monitoring/health").await;
+    (
+        h["index_chunks"].as_u64().expect("index_chunks"),
+        h["index_vectors"].as_u64().expect("index_vectors"),
+    )
+}
+
+/// Waits until a file is being processed, then deletes it.
+async fn delete_while_processing(server: &Server, id: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, f) = server.get(&format!("/api/v1/files/{id}")).await;
+        if f["status"] == "processing" {
+            break;
+        }
+        assert_eq!(
+            f["status"], "queued",
+            "the file must be deleted while it is processed: {f}"
+        );
+        assert!(started.elapsed().as_secs() < 120, "{f}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, deleted) = server.delete(&format!("/api/v1/files/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+}
+
+#[tokio::test]
+async fn a_file_deleted_while_processing_leaves_nothing_in_the_indexes() {
+    // One worker, so the files are processed one after the other in upload order.
+    let server = Server::start_with(&[("DOCPIPE_INGEST_WORKERS", "1")]).await;
+    // Deleted while it is extracted (OCR of the scanned page takes seconds).
+    let (_, scan) = server.upload("scan.pdf", fixture("pdf/scanned.pdf")).await;
+    // Deleted while its chunks are embedded, with a twin (same content) waiting for that extraction, so
+    // the extraction and chunks stay in the store.
+    let (_, first) = server.upload("long.txt", long_text()).await;
+    let (_, twin) = server.upload("twin.txt", long_text()).await;
+    let id = |f: &Value| f["id"].as_str().expect("id").to_owned();
+    let (scan, first, twin) = (id(&scan), id(&first), id(&twin));
+    delete_while_processing(&server, &scan).await;
+    delete_while_processing(&server, &first).await;
+
+    // The twin is processed once the worker is done with the deleted file.
+    let done = server.wait_done(&twin).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let (_, chunks) = server
+        .get(&format!("/api/v1/files/{twin}/chunks?limit=1"))
+        .await;
+    let n = chunks["total"].as_u64().expect("total");
+    assert!(n > 100, "{chunks}");
+    // Only the twin's chunks are indexed (the text index's reader may lag its commit a moment).
+    let started = std::time::Instant::now();
+    while index_sizes(&server).await != (n, n) && started.elapsed().as_secs() < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        index_sizes(&server).await,
+        (n, n),
+        "the deleted files left index entries"
+    );
+    for (query, mode) in [
+        ("invoice number", "bm25"),
+        ("quetzalcoatlus", "bm25"),
+        ("scanned invoice", "vector"),
+    ] {
+        let (_, r) = search(&server, json!({"query": query, "mode": mode, "top_k": 100})).await;
+        let hits = r["results"].as_array().expect("results");
+        assert!(
+            hits.iter().all(|h| h["file_id"] == twin.as_str()),
+            "{query}: {r}"
+        );
+    }
+}
