@@ -26,10 +26,12 @@ fn is_upload_route(method: &Method, path: &str) -> bool {
 }
 
 /// Settings of the edge middleware.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Edge {
     /// Largest upload in bytes.
     pub max_file_size: u64,
+    /// The methods of each known path, for the `Allow` header of a 405.
+    pub allow: Arc<super::spec::AllowTable>,
 }
 
 impl Edge {
@@ -50,6 +52,7 @@ impl Edge {
             })
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let upload = is_upload_route(req.method(), req.uri().path());
+        let max_file_size = self.max_file_size;
         let limit = if upload {
             self.max_file_size + MULTIPART_OVERHEAD
         } else {
@@ -66,8 +69,7 @@ impl Edge {
                 json_error(
                     ErrorCode::FileTooLarge,
                     format!(
-                        "the upload is larger than the limit of {} bytes (MAX_FILE_SIZE)",
-                        self.max_file_size
+                        "the upload is larger than the limit of {max_file_size} bytes (MAX_FILE_SIZE)"
                     ),
                 )
             } else {
@@ -102,6 +104,15 @@ impl Edge {
             })
             .await;
         let mut response = response;
+        // RFC 9110: a 405 lists the methods the path does take.
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(v) = self
+                .allow
+                .allow(&path)
+                .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            response.headers_mut().insert(header::ALLOW, v);
+        }
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, v);
         }

@@ -19,14 +19,16 @@ mod models;
 mod monitoring;
 mod openai_files;
 mod search;
+mod spec;
 mod system;
 pub mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::web::Html;
 use poem::{Endpoint, EndpointExt, Route};
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{ExtraHeader, OpenApiService, Tags};
 
 use crate::app::App;
 use middleware::Edge;
@@ -85,11 +87,26 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
              Errors always have the shape `{\"error\": {\"message\", \"type\", \"code\", \"param\", \"request_id\"}}`.",
         )
         .server("/")
+        .extra_response_header::<String, _>(
+            ExtraHeader::new("X-Request-Id")
+                .description("The request's id (the client's own when it sent a sane one)."),
+        )
+        .extra_response_header::<Option<u32>, _>(ExtraHeader::new("X-RateLimit-Limit").description(
+            "Requests allowed per window (RATE_LIMIT_REQUESTS); absent when rate limiting is off.",
+        ))
+        .extra_response_header::<Option<u32>, _>(
+            ExtraHeader::new("X-RateLimit-Remaining")
+                .description("Requests left in the current window; absent when rate limiting is off."),
+        )
+        .extra_response_header::<Option<u64>, _>(
+            ExtraHeader::new("X-RateLimit-Reset")
+                .description("Seconds until the full quota is back; absent when rate limiting is off."),
+        )
 }
 
 /// The OpenAPI document as JSON (what `docpipe openapi` prints and `openapi/openapi.json` holds).
 pub fn openapi_json(app: &App) -> String {
-    service(app).spec()
+    spec::finish(&service(app).spec())
 }
 
 /// The paths of the OpenAPI document (`/api/v1/files/{file_id}`, ...).
@@ -107,9 +124,18 @@ fn spec_paths(api: &OpenApiService<Apis, ()>) -> Vec<String> {
 /// The whole HTTP application.
 pub fn routes(app: &App) -> impl Endpoint + use<> {
     let api = service(app);
+    let raw_spec = api.spec();
+    let spec_json = spec::finish(&raw_spec);
+    // The UIs embed the document; they get the finished one.
+    let swagger = api.swagger_ui_html().replacen(&raw_spec, &spec_json, 1);
+    let redoc = api.redoc_html().replacen(&raw_spec, &spec_json, 1);
     let config = app.config();
     let edge = Edge {
         max_file_size: config.max_file_size,
+        allow: Arc::new(spec::AllowTable::new(
+            &spec_json,
+            &[("/metrics", "GET"), ("/openapi.json", "GET")],
+        )),
     };
     let guard = Arc::new(auth::Guard::new(
         app.key_ring(),
@@ -137,11 +163,24 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
                 monitoring::prometheus(metrics_app.clone())
             })),
         )
-        .at("/openapi.json", api.spec_endpoint())
-        .nest("/docs", api.swagger_ui())
-        .nest("/redoc", api.redoc())
+        .at(
+            "/openapi.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(spec_json.clone())
+            })),
+        )
+        .nest(
+            "/docs",
+            poem::get(poem::endpoint::make_sync(move |_| Html(swagger.clone()))),
+        )
+        .nest(
+            "/redoc",
+            poem::get(poem::endpoint::make_sync(move |_| Html(redoc.clone()))),
+        )
         .nest("/", api)
         .around(move |ep, req| Arc::clone(&guard).handle(ep, req))
-        .around(move |ep, req| edge.handle(ep, req))
+        .around(move |ep, req| edge.clone().handle(ep, req))
         .with_if(!config.cors_origins.is_empty(), cors)
 }
