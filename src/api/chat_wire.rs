@@ -20,41 +20,88 @@ const MAX_STOP: usize = 4;
 
 /// An OpenAI chat request plus the files to answer from.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ChatBody {
     /// `auto` (the default: the complexity router picks), a chat model id from `GET /v1/models` or an alias
     /// listed there (`gpt-4o-mini`, ...); case-insensitive.
+    #[oai(nullable)]
     pub model: Option<String>,
     /// The conversation; the last user message is the question.
+    #[oai(validator(min_items = 1))]
     pub messages: Vec<ChatMessageIn>,
     /// Ids of files to answer from (`/api/v1/upload` or `/v1/files`); files still processing are waited for
     /// (see `wait_timeout`).
-    #[oai(default)]
+    #[oai(default, nullable)]
     pub file_ids: Vec<String>,
     /// Most tokens to generate (default 256).
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "8192")))]
     pub max_tokens: Option<u32>,
     /// Newer name of `max_tokens`.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "8192")))]
     pub max_completion_tokens: Option<u32>,
     /// 0-2; default 0 (greedy, what answers from sources best).
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
     pub temperature: Option<f32>,
     /// Nucleus sampling mass in (0, 1]; default 1.
+    #[oai(
+        nullable,
+        validator(minimum(value = "0", exclusive), maximum(value = "1"))
+    )]
     pub top_p: Option<f32>,
     /// Sampling seed.
+    #[oai(nullable)]
     pub seed: Option<u64>,
     /// A stop string or up to 4 of them.
+    #[oai(nullable)]
     pub stop: Option<Value>,
     /// -2 to 2.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub presence_penalty: Option<f32>,
     /// -2 to 2.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub frequency_penalty: Option<f32>,
     /// Stream the answer as server-sent events.
+    #[oai(nullable)]
     pub stream: Option<bool>,
     /// `{"include_usage": true}` adds a usage chunk before `[DONE]`.
+    #[oai(nullable)]
     pub stream_options: Option<Value>,
     /// `{"type": "text" | "json_object" | "json_schema"}`; a JSON format counts towards complexity.
+    #[oai(nullable)]
     pub response_format: Option<Value>,
     /// Seconds to wait for files in `file_ids` that are still queued or processing (default 120, at most
     /// 600, 0 to not wait); after it the answer is 409 `file_not_ready` with `Retry-After`.
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "600")))]
     pub wait_timeout: Option<f64>,
+}
+
+impl poem_openapi::types::Example for ChatBody {
+    /// What Swagger UI's "Try it out" sends (add the ids of uploaded files to `file_ids`).
+    fn example() -> ChatBody {
+        ChatBody {
+            model: Some("auto".into()),
+            messages: vec![ChatMessageIn {
+                role: "user".into(),
+                content: Some(Value::String(
+                    "What do my files say about the total?".into(),
+                )),
+                name: None,
+            }],
+            file_ids: Vec::new(),
+            max_tokens: Some(64),
+            max_completion_tokens: None,
+            temperature: Some(0.0),
+            top_p: Some(1.0),
+            seed: None,
+            stop: None,
+            presence_penalty: None,
+            frequency_penalty: None,
+            stream: Some(false),
+            stream_options: None,
+            response_format: None,
+            wait_timeout: Some(30.0),
+        }
+    }
 }
 
 impl ChatBody {
@@ -230,10 +277,13 @@ pub struct RoutingDto {
     /// The tier that answered.
     pub tier: String,
     /// The complexity score, when the router chose (`model: auto`).
+    #[oai(nullable)]
     pub complexity_score: Option<f32>,
     /// `low`, `medium` or `high`, when the router chose.
+    #[oai(nullable)]
     pub level: Option<String>,
     /// Why this tier, when the router chose.
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// Tiers that failed first and fell back.
     pub fallbacks: Vec<FallbackDto>,

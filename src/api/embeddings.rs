@@ -16,17 +16,34 @@ const TRUNCATED_HEADER: &str = "X-Truncated-Inputs";
 
 /// An OpenAI embeddings request.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct EmbeddingsRequest {
     /// A string or an array of strings to embed (token arrays are not supported).
     pub input: serde_json::Value,
     /// `all-MiniLM-L6-v2`.
     pub model: String,
     /// `float` (default) or `base64` (little-endian f32).
+    #[oai(nullable, validator(pattern = "^(float|base64)$"))]
     pub encoding_format: Option<String>,
     /// Must be 384 when given (the model's only size).
+    #[oai(nullable, validator(minimum(value = "384"), maximum(value = "384")))]
     pub dimensions: Option<u32>,
     /// Ignored; accepted for compatibility.
+    #[oai(nullable)]
     pub user: Option<String>,
+}
+
+impl poem_openapi::types::Example for EmbeddingsRequest {
+    /// What Swagger UI's "Try it out" sends.
+    fn example() -> EmbeddingsRequest {
+        EmbeddingsRequest {
+            input: serde_json::json!(["The invoice is due in March."]),
+            model: MODEL_NAME.to_owned(),
+            encoding_format: Some("float".into()),
+            dimensions: None,
+            user: None,
+        }
+    }
 }
 
 /// One embedding.

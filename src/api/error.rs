@@ -108,8 +108,10 @@ pub struct ErrorDetail {
     /// A stable machine-readable code, e.g. `file_too_large`.
     pub code: String,
     /// The request parameter at fault, when one is.
+    #[oai(nullable)]
     pub param: Option<String>,
     /// The request's id (also in the `X-Request-Id` response header); quote it when reporting a problem.
+    #[oai(nullable)]
     pub request_id: Option<String>,
 }
 
@@ -247,7 +249,14 @@ fn bad_request(err: poem::Error) -> ApiError {
     if let Some(e) = err.downcast_ref::<AuthError>() {
         return ApiError::new(super::auth::auth_code(*e), e.to_string());
     }
-    ApiError::new(ErrorCode::InvalidRequest, err.to_string())
+    // A parameter or multipart field that fails its schema (type or validator) is named in `param`:
+    // poem-openapi says "failed to parse parameter `limit`: ..." or "failed to parse field `purpose`: ...".
+    let message = err.to_string();
+    let param = ["parameter `", "field `"].iter().find_map(|marker| {
+        let (_, rest) = message.split_once(marker)?;
+        rest.split_once('`').map(|(name, _)| name.to_owned())
+    });
+    ApiError::with_param(ErrorCode::InvalidRequest, message, param.as_deref())
 }
 
 impl From<KeyError> for ApiError {
