@@ -249,14 +249,7 @@ fn bad_request(err: poem::Error) -> ApiError {
     if let Some(e) = err.downcast_ref::<AuthError>() {
         return ApiError::new(super::auth::auth_code(*e), e.to_string());
     }
-    // A parameter or multipart field that fails its schema (type or validator) is named in `param`:
-    // poem-openapi says "failed to parse parameter `limit`: ..." or "failed to parse field `purpose`: ...".
-    let message = err.to_string();
-    let param = ["parameter `", "field `"].iter().find_map(|marker| {
-        let (_, rest) = message.split_once(marker)?;
-        rest.split_once('`').map(|(name, _)| name.to_owned())
-    });
-    ApiError::with_param(ErrorCode::InvalidRequest, message, param.as_deref())
+    ApiError::new(ErrorCode::InvalidRequest, err.to_string())
 }
 
 impl From<KeyError> for ApiError {

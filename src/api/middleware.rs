@@ -139,8 +139,22 @@ fn limit_body(req: &mut Request, limit: u64, exceeded: Arc<AtomicBool>) {
 
 /// A response in the error shape.
 pub fn json_error(code: ErrorCode, message: String) -> Response {
+    json_response(code, message, None)
+}
+
+/// The parameter or multipart field a poem-openapi parse error names ("failed to parse parameter
+/// `limit`: ...", "parse multipart error: field `purpose` is required").
+fn param_of(message: &str) -> Option<String> {
+    ["parameter `", "field `"].iter().find_map(|marker| {
+        let (_, rest) = message.split_once(marker)?;
+        rest.split_once('`').map(|(name, _)| name.to_owned())
+    })
+}
+
+/// A response in the error shape, blaming `param` when one is at fault.
+fn json_response(code: ErrorCode, message: String, param: Option<&str>) -> Response {
     let spec = code.spec();
-    let body = ErrorBody::new(code, message, None);
+    let body = ErrorBody::new(code, message, param);
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(spec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .content_type("application/json")
@@ -182,11 +196,30 @@ async fn normalize_error(mut resp: Response) -> Response {
             },
         ),
     };
-    let mut out = json_error(code, message);
+    let param = param_of(&message);
+    let mut out = json_response(code, message, param.as_deref());
     for (name, value) in resp.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().insert(name.clone(), value.clone());
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param_of;
+
+    #[test]
+    fn parse_errors_name_their_parameter() {
+        assert_eq!(
+            param_of("failed to parse parameter `limit`: verification failed").as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            param_of("parse multipart error: field `purpose` is required").as_deref(),
+            Some("purpose")
+        );
+        assert_eq!(param_of("no such route"), None);
+    }
 }

@@ -140,7 +140,7 @@ async fn malformed_requests_and_unknown_ids_use_the_error_shape() {
         .await
         .expect("send");
     let (status, body) = json_of(resp).await;
-    assert_bad_request(status, &body, None, "`file` is required");
+    assert_bad_request(status, &body, Some("file"), "`file` is required");
 
     for path in [
         "/api/v1/files/file-nope",
