@@ -17,15 +17,13 @@ use crate::app::keys::{KeyRow, NewKey};
 #[oai(example)]
 pub struct CreateKeyBody {
     /// A label for people (1-200 characters).
-    #[oai(validator(pattern = r"\S", max_length = 200))]
     pub name: String,
     /// What the key may do: `read` (list, read, search, chat, embed), `write` (also upload and delete),
     /// `admin` (also manage keys and read `/metrics`). Each includes the ones before it.
-    #[oai(validator(min_items = 1, pattern = "^(read|write|admin)$"))]
     pub scopes: Vec<String>,
     /// The tenant the key acts for (1-64 of `A-Z a-z 0-9 _ - .`); defaults to the creator's. Only the
     /// configured admin key may create keys for other tenants.
-    #[oai(nullable, validator(pattern = "^[A-Za-z0-9_.-]{1,64}$"))]
+    #[oai(nullable)]
     pub tenant: Option<String>,
     /// When the key stops working (RFC 3339); never when absent.
     #[oai(nullable)]
