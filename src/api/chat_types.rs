@@ -44,10 +44,10 @@ pub struct ChatCompletionRequest {
     pub messages: Vec<ChatMessageIn>,
     /// Most tokens to generate (default: what fits the window, at most 512). Prompt plus this must fit the
     /// model's context window, else 400 `context_length_exceeded`.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "8192")))]
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub max_tokens: Option<u32>,
     /// Same as `max_tokens` (OpenAI's newer name); wins when both are given.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "8192")))]
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub max_completion_tokens: Option<u32>,
     /// 0 to 2 (default 1); 0 is greedy and deterministic.
     #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
@@ -95,7 +95,7 @@ pub struct CompletionRequest {
     /// The text to continue (a string, or an array holding one string), tokenized as is.
     pub prompt: serde_json::Value,
     /// Most tokens to generate (default 16, as OpenAI).
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "8192")))]
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub max_tokens: Option<u32>,
     /// 0 to 2 (default 1); 0 is greedy and deterministic.
     #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
