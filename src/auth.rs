@@ -227,7 +227,7 @@ impl KeyRing {
     /// which is not stored and cannot be shown again.
     pub async fn create(&self, by: &Principal, new: NewKey) -> Result<(KeyRow, String), KeyError> {
         let name = new.name.trim().to_owned();
-        if name.is_empty() || name.len() > MAX_NAME_LEN {
+        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
             return Err(KeyError::Invalid(
                 format!("name must have 1 to {MAX_NAME_LEN} characters"),
                 "name",

@@ -44,6 +44,7 @@ pub struct TierDto {
     /// `local` or `remote`.
     pub kind: String,
     /// Context window in tokens; absent when its model is not loaded.
+    #[oai(nullable)]
     pub context_window: Option<u64>,
     /// Lowest score it takes.
     pub min_score: f32,

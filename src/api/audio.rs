@@ -63,11 +63,16 @@ pub struct TranscriptionForm {
     /// Text to guide the model's style or spelling (names, jargon).
     pub prompt: Option<String>,
     /// `json` (default), `text`, `srt`, `vtt` or `verbose_json`.
+    #[oai(validator(pattern = "^(json|text|srt|vtt|verbose_json)$"))]
     pub response_format: Option<String>,
     /// Sampling temperature between 0 and 1 (0 = deterministic).
+    #[oai(validator(minimum(value = "0"), maximum(value = "1")))]
     pub temperature: Option<f64>,
     /// With `verbose_json`: `segment` (default) and/or `word` timestamps.
-    #[oai(rename = "timestamp_granularities[]")]
+    #[oai(
+        rename = "timestamp_granularities[]",
+        validator(pattern = "^(segment|word)$")
+    )]
     pub timestamp_granularities: Vec<String>,
 }
 
@@ -193,6 +198,7 @@ impl AudioApi {
         caller: Caller,
         file_id: Path<String>,
         /// Seconds to wait for a file still being transcribed (default 120, at most 600).
+        #[oai(validator(minimum(value = "0"), maximum(value = "600")))]
         wait_timeout: Query<Option<f64>>,
     ) -> Result<Json<FileTranscriptDto>, ApiError> {
         let wait = super::chat_wire::wait_of(wait_timeout.0)?;

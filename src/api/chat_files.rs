@@ -36,6 +36,7 @@ pub struct SourceDto {
     pub cited: bool,
     /// The sentence, line or table row of the source that best matches the question and the answer: the
     /// evidence to show, even when the answer is weak.
+    #[oai(nullable)]
     pub quote: Option<QuoteDto>,
 }
 
@@ -132,6 +133,7 @@ pub struct ChunkChoice {
     /// What changed.
     pub delta: AnswerDelta,
     /// Set in the last chunk.
+    #[oai(nullable)]
     pub finish_reason: Option<String>,
 }
 
@@ -152,10 +154,13 @@ pub struct FileChatChunk {
     /// The piece (empty in the usage chunk).
     pub choices: Vec<ChunkChoice>,
     /// Token counts (usage chunk only).
+    #[oai(nullable)]
     pub usage: Option<CompletionUsage>,
     /// The numbered sources (last chunk only).
+    #[oai(nullable)]
     pub sources: Option<Vec<SourceDto>>,
     /// How the model was chosen (last chunk only).
+    #[oai(nullable)]
     pub routing: Option<RoutingDto>,
 }
 

@@ -14,8 +14,10 @@ pub struct ChatMessageIn {
     /// `system` (or `developer`), `user` or `assistant`.
     pub role: String,
     /// The text: a string, or an array of content parts of which the `text` parts are used.
+    #[oai(nullable)]
     pub content: Option<serde_json::Value>,
     /// Ignored; accepted for compatibility.
+    #[oai(nullable)]
     pub name: Option<String>,
 }
 
@@ -23,39 +25,77 @@ pub struct ChatMessageIn {
 #[derive(Debug, Clone, Object)]
 pub struct StreamOptions {
     /// Send one more chunk before `data: [DONE]` with `usage` and empty `choices`.
+    #[oai(nullable)]
     pub include_usage: Option<bool>,
 }
 
 /// An OpenAI (legacy) completion request.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct CompletionRequest {
     /// A chat model id from `GET /v1/models`, an alias listed there, or `auto` (the default: the router
     /// picks by the prompt). Case-insensitive.
+    #[oai(nullable)]
     pub model: Option<String>,
     /// The text to continue (a string, or an array holding one string), tokenized as is.
     pub prompt: serde_json::Value,
     /// Most tokens to generate (default 16, as OpenAI).
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub max_tokens: Option<u32>,
     /// 0 to 2 (default 1); 0 is greedy and deterministic.
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
     pub temperature: Option<f64>,
     /// Nucleus sampling mass in (0, 1] (default 1).
+    #[oai(
+        nullable,
+        validator(minimum(value = "0", exclusive), maximum(value = "1"))
+    )]
     pub top_p: Option<f64>,
     /// Choices to generate; only 1 is supported.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "1")))]
     pub n: Option<u32>,
     /// Answer as server-sent events (`text_completion` objects, then `data: [DONE]`).
+    #[oai(nullable)]
     pub stream: Option<bool>,
     /// Streaming options.
+    #[oai(nullable)]
     pub stream_options: Option<StreamOptions>,
     /// A string or up to 4 strings; generation stops before any of them.
+    #[oai(nullable)]
     pub stop: Option<serde_json::Value>,
     /// Seed of the sampler.
+    #[oai(nullable)]
     pub seed: Option<i64>,
     /// -2 to 2: penalises tokens that already appeared.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub presence_penalty: Option<f64>,
     /// -2 to 2: penalises tokens by how often they appeared.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub frequency_penalty: Option<f64>,
     /// Ignored; accepted for compatibility.
+    #[oai(nullable)]
     pub user: Option<String>,
+}
+
+impl poem_openapi::types::Example for CompletionRequest {
+    /// What Swagger UI's "Try it out" sends.
+    fn example() -> CompletionRequest {
+        CompletionRequest {
+            model: Some("auto".into()),
+            prompt: serde_json::json!("The capital of France is"),
+            max_tokens: Some(16),
+            temperature: Some(0.0),
+            top_p: Some(1.0),
+            n: Some(1),
+            stream: Some(false),
+            stream_options: None,
+            stop: None,
+            seed: None,
+            presence_penalty: None,
+            frequency_penalty: None,
+            user: None,
+        }
+    }
 }
 
 /// Token counts (OpenAI's `usage`).
@@ -98,6 +138,7 @@ pub struct ChatChoice {
     /// `stop` (end of turn or a stop sequence) or `length` (`max_tokens` reached).
     pub finish_reason: String,
     /// Always null.
+    #[oai(nullable)]
     pub logprobs: Option<serde_json::Value>,
 }
 
@@ -137,8 +178,10 @@ pub struct ChatChunkChoice {
     /// What is new.
     pub delta: ChatDelta,
     /// Set in the last content chunk: `stop` or `length`.
+    #[oai(nullable)]
     pub finish_reason: Option<String>,
     /// Always null.
+    #[oai(nullable)]
     pub logprobs: Option<serde_json::Value>,
 }
 
@@ -156,6 +199,7 @@ pub struct ChatCompletionChunk {
     /// One choice; empty in the usage chunk.
     pub choices: Vec<ChatChunkChoice>,
     /// Null, except in the extra last chunk sent with `stream_options.include_usage`.
+    #[oai(nullable)]
     pub usage: Option<CompletionUsage>,
 }
 
@@ -167,8 +211,10 @@ pub struct CompletionChoice {
     /// Always 0.
     pub index: u32,
     /// `stop` or `length`; null in stream chunks before the last.
+    #[oai(nullable)]
     pub finish_reason: Option<String>,
     /// Always null.
+    #[oai(nullable)]
     pub logprobs: Option<serde_json::Value>,
 }
 
@@ -186,6 +232,7 @@ pub struct Completion {
     /// One choice; empty in the usage chunk of a stream.
     pub choices: Vec<CompletionChoice>,
     /// Token counts (in a stream: only in the usage chunk).
+    #[oai(nullable)]
     pub usage: Option<CompletionUsage>,
 }
 

@@ -18,44 +18,90 @@ const MAX_STOP: usize = 4;
 
 /// An OpenAI chat completion request.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ChatRequest {
     /// A chat model id from `GET /v1/models` (`smollm2-135m-instruct`, `qwen2.5-coder-0.5b-instruct`), an
     /// alias listed there (`gpt-4o-mini`, ...), or `auto` (the default): the complexity router picks the model
     /// (see `POST /api/v1/analyze-complexity`) and `model` in the answer names the one that answered.
     /// Case-insensitive.
+    #[oai(nullable)]
     pub model: Option<String>,
     /// The conversation so far; in chat with files the last user message is the question.
+    #[oai(validator(min_items = 1))]
     pub messages: Vec<ChatMessageIn>,
     /// Most tokens to generate, at least 1. Default: in plain chat what fits the window, at most 512; in chat
     /// with files 256 (answers from sources are short, and the rest of the window holds sources). Prompt
     /// plus this must fit the model's context window, else 400 `context_length_exceeded`.
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub max_tokens: Option<u32>,
     /// Same as `max_tokens` (OpenAI's newer name); wins when both are given.
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub max_completion_tokens: Option<u32>,
     /// 0 to 2; 0 is greedy and deterministic. Default 1 in plain chat (OpenAI's), 0 in chat with files (what
     /// answers from sources best).
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
     pub temperature: Option<f64>,
     /// Nucleus sampling mass in (0, 1] (default 1).
+    #[oai(
+        nullable,
+        validator(minimum(value = "0", exclusive), maximum(value = "1"))
+    )]
     pub top_p: Option<f64>,
     /// Choices to generate; only 1 is supported.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "1")))]
     pub n: Option<u32>,
     /// Answer as server-sent events (`chat.completion.chunk` objects, then `data: [DONE]`).
+    #[oai(nullable)]
     pub stream: Option<bool>,
     /// Streaming options.
+    #[oai(nullable)]
     pub stream_options: Option<StreamOptions>,
     /// A string or up to 4 non-empty strings; generation stops before any of them, which are not returned.
+    #[oai(nullable)]
     pub stop: Option<Value>,
     /// Seed of the sampler: the same seed and request give the same answer.
+    #[oai(nullable)]
     pub seed: Option<i64>,
     /// -2 to 2: penalises tokens that already appeared.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub presence_penalty: Option<f64>,
     /// -2 to 2: penalises tokens by how often they appeared.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub frequency_penalty: Option<f64>,
     /// `{"type": "text" | "json_object" | "json_schema"}`; with `model: auto` a JSON format counts towards
     /// complexity.
+    #[oai(nullable)]
     pub response_format: Option<Value>,
     /// Ignored; accepted for compatibility.
+    #[oai(nullable)]
     pub user: Option<String>,
+}
+
+impl poem_openapi::types::Example for ChatRequest {
+    /// What Swagger UI's "Try it out" sends: a short answer from the router's pick.
+    fn example() -> ChatRequest {
+        ChatRequest {
+            model: Some("auto".into()),
+            messages: vec![ChatMessageIn {
+                role: "user".into(),
+                content: Some(Value::String("Say hello in five words.".into())),
+                name: None,
+            }],
+            max_tokens: Some(64),
+            max_completion_tokens: None,
+            temperature: Some(0.0),
+            top_p: Some(1.0),
+            n: Some(1),
+            stream: Some(false),
+            stream_options: None,
+            stop: None,
+            seed: None,
+            presence_penalty: None,
+            frequency_penalty: None,
+            response_format: None,
+            user: None,
+        }
+    }
 }
 
 impl ChatRequest {
@@ -75,17 +121,34 @@ impl ChatRequest {
 
 /// An OpenAI chat request plus the files to answer from.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ChatBody {
     /// The chat request.
     #[oai(flatten)]
     pub chat: ChatRequest,
     /// Ids of files to answer from (`/api/v1/upload` or `/v1/files`); files still processing are waited for
     /// (see `wait_timeout`).
-    #[oai(default)]
+    #[oai(default, nullable)]
     pub file_ids: Vec<String>,
     /// Seconds to wait for files in `file_ids` that are still queued or processing (default 120, at most
     /// 600, 0 to not wait); after it the answer is 409 `file_not_ready` with `Retry-After`.
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "600")))]
     pub wait_timeout: Option<f64>,
+}
+
+impl poem_openapi::types::Example for ChatBody {
+    /// What Swagger UI's "Try it out" sends (add the ids of uploaded files to `file_ids`).
+    fn example() -> ChatBody {
+        let mut chat = ChatRequest::example();
+        chat.messages[0].content = Some(Value::String(
+            "What do my files say about the total?".into(),
+        ));
+        ChatBody {
+            chat,
+            file_ids: Vec::new(),
+            wait_timeout: Some(30.0),
+        }
+    }
 }
 
 /// Which endpoint a chat request came to: their defaults differ (see [`ChatRequest`]'s fields).

@@ -14,19 +14,46 @@ use crate::app::embeddings::{DIMENSIONS, MODEL_NAME};
 /// Header listing the indexes of inputs that were truncated to the window.
 const TRUNCATED_HEADER: &str = "X-Truncated-Inputs";
 
+/// How embeddings are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    /// Arrays of floats (default).
+    Float,
+    /// Base64 of little-endian f32.
+    Base64,
+}
+
 /// An OpenAI embeddings request.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct EmbeddingsRequest {
     /// A string or an array of strings to embed (token arrays are not supported).
     pub input: serde_json::Value,
     /// `all-MiniLM-L6-v2`.
     pub model: String,
     /// `float` (default) or `base64` (little-endian f32).
-    pub encoding_format: Option<String>,
+    #[oai(nullable)]
+    pub encoding_format: Option<EncodingFormat>,
     /// Must be 384 when given (the model's only size).
+    #[oai(nullable, validator(minimum(value = "384"), maximum(value = "384")))]
     pub dimensions: Option<u32>,
     /// Ignored; accepted for compatibility.
+    #[oai(nullable)]
     pub user: Option<String>,
+}
+
+impl poem_openapi::types::Example for EmbeddingsRequest {
+    /// What Swagger UI's "Try it out" sends.
+    fn example() -> EmbeddingsRequest {
+        EmbeddingsRequest {
+            input: serde_json::json!(["The invoice is due in March."]),
+            model: MODEL_NAME.to_owned(),
+            encoding_format: Some(EncodingFormat::Float),
+            dimensions: None,
+            user: None,
+        }
+    }
 }
 
 /// One embedding.
@@ -110,16 +137,7 @@ impl EmbeddingsApi {
                 Some("model"),
             ));
         }
-        let base64 = match req.encoding_format.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
-            Some(other) => {
-                return Err(bad(
-                    format!("encoding_format must be float or base64, not {other}"),
-                    "encoding_format",
-                ));
-            }
-        };
+        let base64 = req.encoding_format == Some(EncodingFormat::Base64);
         if req.dimensions.is_some_and(|d| d as usize != DIMENSIONS) {
             return Err(bad(
                 format!("dimensions must be {DIMENSIONS} for {MODEL_NAME}"),

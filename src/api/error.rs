@@ -116,8 +116,10 @@ pub struct ErrorDetail {
     /// A stable machine-readable code, e.g. `file_too_large`.
     pub code: String,
     /// The request parameter at fault, when one is.
+    #[oai(nullable)]
     pub param: Option<String>,
     /// The request's id (also in the `X-Request-Id` response header); quote it when reporting a problem.
+    #[oai(nullable)]
     pub request_id: Option<String>,
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use super::ApiTags;
 use super::auth::{Caller, Write};
-use super::error::{ApiError, ErrorCode};
+use super::error::ApiError;
 use super::types::{
     CategoryDto, ChunkList, DeletedFile, DocumentText, FileEventDto, FileList, FileObject,
     StatusDto,
@@ -22,8 +22,6 @@ use crate::app::files::{FileEvent, FileFilter, FileRecord, UploadRequest};
 
 /// Default page size of file lists.
 const DEFAULT_LIMIT: u32 = 50;
-/// Largest page size of file lists.
-const MAX_LIMIT: u32 = 500;
 /// Default `?wait=true` timeout in seconds.
 const DEFAULT_WAIT_SECS: u64 = 60;
 /// Keep-alive comment interval of event streams.
@@ -98,8 +96,10 @@ impl FilesApi {
         /// Only files of this category.
         category: Query<Option<CategoryDto>>,
         /// Page size (1-500, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// Files to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<Json<FileList>, ApiError> {
         let limit = page_limit(limit.0)?;
@@ -153,8 +153,10 @@ impl FilesApi {
         caller: Caller,
         file_id: Path<String>,
         /// Page size (1-500, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// Chunks to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<Json<ChunkList>, ApiError> {
         let limit = page_limit(limit.0)?;
@@ -211,17 +213,9 @@ impl FilesApi {
     }
 }
 
-/// Validates a page size.
+/// A page size: the default when none is given (the query validator bounds it to 1-500).
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::with_param(
-            ErrorCode::InvalidRequest,
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-            Some("limit"),
-        ));
-    }
-    Ok(limit)
+    Ok(limit.unwrap_or(DEFAULT_LIMIT))
 }
 
 /// Stores a multipart upload; shared by the pipeline and OpenAI upload endpoints.

@@ -14,6 +14,7 @@ use crate::app::keys::{KeyRow, NewKey};
 
 /// A key to create.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct CreateKeyBody {
     /// A label for people (1-200 characters).
     pub name: String,
@@ -22,9 +23,23 @@ pub struct CreateKeyBody {
     pub scopes: Vec<String>,
     /// The tenant the key acts for (1-64 of `A-Z a-z 0-9 _ - .`); defaults to the creator's. Only the
     /// configured admin key may create keys for other tenants.
+    #[oai(nullable)]
     pub tenant: Option<String>,
     /// When the key stops working (RFC 3339); never when absent.
+    #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl poem_openapi::types::Example for CreateKeyBody {
+    /// What Swagger UI's "Try it out" sends.
+    fn example() -> CreateKeyBody {
+        CreateKeyBody {
+            name: "reporting job".into(),
+            scopes: vec!["read".into()],
+            tenant: None,
+            expires_at: None,
+        }
+    }
 }
 
 /// A key as listed (never with its secret).
@@ -45,8 +60,10 @@ pub struct KeyObject {
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it expires, if ever.
+    #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was revoked, if it was.
+    #[oai(nullable)]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

@@ -31,7 +31,7 @@ fn is_upload_route(method: &Method, path: &str) -> bool {
 }
 
 /// Settings of the edge middleware.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Edge {
     /// Largest upload in bytes.
     pub max_file_size: u64,
@@ -40,6 +40,8 @@ pub struct Edge {
     /// How many bytes beyond its limit a refused body may have and still be read to its end; a larger one
     /// is cut off at once.
     pub linger_bytes: u64,
+    /// The methods of each known path, for the `Allow` header of a 405.
+    pub allow: Arc<super::spec::AllowTable>,
 }
 
 impl Edge {
@@ -60,6 +62,7 @@ impl Edge {
             })
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let upload = is_upload_route(req.method(), req.uri().path());
+        let max_file_size = self.max_file_size;
         let limit = if upload {
             self.max_file_size + MULTIPART_OVERHEAD
         } else {
@@ -76,8 +79,7 @@ impl Edge {
                 json_error(
                     ErrorCode::FileTooLarge,
                     format!(
-                        "the upload is larger than the limit of {} bytes (MAX_FILE_SIZE)",
-                        self.max_file_size
+                        "the upload is larger than the limit of {max_file_size} bytes (MAX_FILE_SIZE)"
                     ),
                 )
             } else {
@@ -90,6 +92,7 @@ impl Edge {
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());
         let id = request_id.clone();
         let linger_budget = limit.saturating_add(self.linger_bytes);
+        let allow = Arc::clone(&self.allow);
         let response = REQUEST_ID
             .scope(request_id.clone(), async move {
                 let declared = req
@@ -127,6 +130,14 @@ impl Edge {
             })
             .await;
         let mut response = response;
+        // RFC 9110: a 405 lists the methods the path does take.
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(v) = allow
+                .allow(&path)
+                .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            response.headers_mut().insert(header::ALLOW, v);
+        }
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
@@ -207,8 +218,22 @@ fn limit_body(req: &mut Request, body: &SharedBody, limit: u64, seen: Arc<Atomic
 
 /// A response in the error shape.
 pub fn json_error(code: ErrorCode, message: String) -> Response {
+    json_response(code, message, None)
+}
+
+/// The parameter or multipart field a poem-openapi parse error names ("failed to parse parameter
+/// `limit`: ...", "parse multipart error: field `purpose` is required").
+fn param_of(message: &str) -> Option<String> {
+    ["parameter `", "field `"].iter().find_map(|marker| {
+        let (_, rest) = message.split_once(marker)?;
+        rest.split_once('`').map(|(name, _)| name.to_owned())
+    })
+}
+
+/// A response in the error shape, blaming `param` when one is at fault.
+fn json_response(code: ErrorCode, message: String, param: Option<&str>) -> Response {
     let spec = code.spec();
-    let body = ErrorBody::new(code, message, None);
+    let body = ErrorBody::new(code, message, param);
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(spec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .content_type("application/json")
@@ -250,11 +275,30 @@ async fn normalize_error(mut resp: Response) -> Response {
             },
         ),
     };
-    let mut out = json_error(code, message);
+    let param = param_of(&message);
+    let mut out = json_response(code, message, param.as_deref());
     for (name, value) in resp.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().insert(name.clone(), value.clone());
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param_of;
+
+    #[test]
+    fn parse_errors_name_their_parameter() {
+        assert_eq!(
+            param_of("failed to parse parameter `limit`: verification failed").as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            param_of("parse multipart error: field `purpose` is required").as_deref(),
+            Some("purpose")
+        );
+        assert_eq!(param_of("no such route"), None);
+    }
 }

@@ -20,14 +20,16 @@ mod models;
 mod monitoring;
 mod openai_files;
 mod search;
+mod spec;
 mod system;
 pub mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::web::Html;
 use poem::{Endpoint, EndpointExt, Route};
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{ExtraHeader, OpenApiService, Tags};
 
 use crate::app::App;
 use middleware::Edge;
@@ -94,6 +96,21 @@ fn described<T: poem_openapi::OpenApi>(service: OpenApiService<T, ()>) -> OpenAp
              Errors always have the shape `{\"error\": {\"message\", \"type\", \"code\", \"param\", \"request_id\"}}`.",
         )
         .server("/")
+        .extra_response_header::<String, _>(
+            ExtraHeader::new("X-Request-Id")
+                .description("The request's id (the client's own when it sent a sane one)."),
+        )
+        .extra_response_header::<Option<u32>, _>(ExtraHeader::new("X-RateLimit-Limit").description(
+            "Requests allowed per window (RATE_LIMIT_REQUESTS); absent when rate limiting is off.",
+        ))
+        .extra_response_header::<Option<u32>, _>(
+            ExtraHeader::new("X-RateLimit-Remaining")
+                .description("Requests left in the current window; absent when rate limiting is off."),
+        )
+        .extra_response_header::<Option<u64>, _>(
+            ExtraHeader::new("X-RateLimit-Reset")
+                .description("Seconds until the full quota is back; absent when rate limiting is off."),
+        )
 }
 
 /// The endpoints' metadata without their handlers: what the OpenAPI document is built from, so writing it
@@ -123,7 +140,7 @@ impl<T: poem_openapi::OpenApi> poem_openapi::OpenApi for SpecOnly<T> {
 /// the endpoints' types alone.
 pub fn openapi_json() -> String {
     let spec = SpecOnly::<Apis>(std::marker::PhantomData);
-    described(OpenApiService::new(spec, TITLE, env!("CARGO_PKG_VERSION"))).spec()
+    spec::finish(&described(OpenApiService::new(spec, TITLE, env!("CARGO_PKG_VERSION"))).spec())
 }
 
 /// The paths of the OpenAPI document (`/api/v1/files/{file_id}`, ...).
@@ -141,11 +158,20 @@ fn spec_paths(api: &OpenApiService<Apis, ()>) -> Vec<String> {
 /// The whole HTTP application.
 pub fn routes(app: &App) -> impl Endpoint + use<> {
     let api = service(app);
+    let raw_spec = api.spec();
+    let spec_json = spec::finish(&raw_spec);
+    // The UIs embed the document; they get the finished one.
+    let swagger = api.swagger_ui_html().replacen(&raw_spec, &spec_json, 1);
+    let redoc = api.redoc_html().replacen(&raw_spec, &spec_json, 1);
     let config = app.config();
     let edge = Edge {
         max_file_size: config.max_file_size,
         linger: Duration::from_secs(config.oversize_linger_secs),
         linger_bytes: config.oversize_linger_bytes,
+        allow: Arc::new(spec::AllowTable::new(
+            &spec_json,
+            &[("/metrics", "GET"), ("/openapi.json", "GET")],
+        )),
     };
     let guard = Arc::new(auth::Guard::new(
         app.key_ring(),
@@ -173,12 +199,25 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
                 monitoring::prometheus(metrics_app.clone())
             })),
         )
-        .at("/openapi.json", api.spec_endpoint())
-        .nest("/docs", api.swagger_ui())
-        .nest("/redoc", api.redoc())
+        .at(
+            "/openapi.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(spec_json.clone())
+            })),
+        )
+        .nest(
+            "/docs",
+            poem::get(poem::endpoint::make_sync(move |_| Html(swagger.clone()))),
+        )
+        .nest(
+            "/redoc",
+            poem::get(poem::endpoint::make_sync(move |_| Html(redoc.clone()))),
+        )
         .nest("/", api)
         .around(move |ep, req| Arc::clone(&guard).handle(ep, req))
-        .around(move |ep, req| edge.handle(ep, req))
+        .around(move |ep, req| edge.clone().handle(ep, req))
         .around(compression::handle)
         .with_if(!config.cors_origins.is_empty(), cors)
 }

@@ -25,10 +25,12 @@ pub struct ModelObject {
     /// `alias` (a name that stands for another model, e.g. `gpt-4o-mini` for `auto`).
     pub kind: String,
     /// For an alias: the id it stands for.
+    #[oai(nullable)]
     pub resolves_to: Option<String>,
     /// Context window in tokens.
     pub context_window: u32,
     /// Vector size, for embedding models.
+    #[oai(nullable)]
     pub dimensions: Option<u32>,
 }
 

@@ -23,8 +23,10 @@ pub struct HostDto {
     /// Resident memory of the docpipe process in bytes.
     pub process_rss_bytes: u64,
     /// Free bytes on the data directory's file system.
+    #[oai(nullable)]
     pub disk_free_bytes: Option<u64>,
     /// Size of that file system in bytes.
+    #[oai(nullable)]
     pub disk_total_bytes: Option<u64>,
 }
 

@@ -23,6 +23,7 @@ pub struct OpenAiUploadForm {
     /// The file.
     pub file: Upload,
     /// What the file is for (`assistants`, `user_data`, `batch`, `fine-tune`, `vision`, ...); stored as given.
+    #[oai(validator(pattern = r"\S"))]
     pub purpose: String,
 }
 
@@ -44,6 +45,7 @@ pub struct OpenAiFile {
     /// `uploaded` while queued or processing, `processed` when ready, `error` when failed.
     pub status: String,
     /// Why processing failed, when it did.
+    #[oai(nullable)]
     pub status_details: Option<String>,
 }
 

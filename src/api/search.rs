@@ -15,8 +15,6 @@ use crate::app::search::{
     filter,
 };
 
-/// Largest `top_k`.
-const MAX_TOP_K: u32 = 100;
 /// Default `top_k`.
 const DEFAULT_TOP_K: u32 = 10;
 
@@ -46,55 +44,91 @@ pub enum FusionMethodDto {
 #[derive(Debug, Clone, Object, Default)]
 pub struct FusionDto {
     /// Fusion method.
+    #[oai(nullable)]
     pub method: Option<FusionMethodDto>,
     /// Weight of the vector score for `normalized` (0..1).
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "1")))]
     pub alpha: Option<f32>,
     /// RRF rank constant.
+    #[oai(nullable, validator(minimum(value = "0")))]
     pub rrf_k: Option<f32>,
     /// RRF weight of the BM25 list.
+    #[oai(nullable, validator(minimum(value = "0")))]
     pub rrf_bm25_weight: Option<f32>,
     /// RRF weight of the vector list.
+    #[oai(nullable, validator(minimum(value = "0")))]
     pub rrf_vector_weight: Option<f32>,
 }
 
-/// Filters; all must match.
+/// Filters; all must match. Unknown keys are refused (400 naming the key), so a mistyped filter never
+/// returns unfiltered results.
 #[derive(Debug, Clone, Object, Default)]
+#[oai(deny_unknown_fields)]
 pub struct SearchFilters {
     /// Only these files.
+    #[oai(nullable)]
     pub file_ids: Option<Vec<String>>,
     /// Only these categories.
+    #[oai(nullable)]
     pub categories: Option<Vec<CategoryDto>>,
     /// Only files uploaded at or after this time.
+    #[oai(nullable)]
     pub created_after: Option<DateTime<Utc>>,
     /// Only files uploaded before this time.
+    #[oai(nullable)]
     pub created_before: Option<DateTime<Utc>>,
 }
 
 /// A search request.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct SearchBody {
     /// Text to search for (keywords for `bm25`, meaning for `vector`, both for `hybrid`).
+    #[oai(nullable)]
     pub query: Option<String>,
     /// A 384-dimension query vector (all-MiniLM-L6-v2 space) instead of or besides `query`.
+    #[oai(nullable, validator(min_items = 384, max_items = 384))]
     pub query_vector: Option<Vec<f32>>,
     /// Results to return (1-100, default 10).
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "100")))]
     pub top_k: Option<u32>,
     /// `hybrid` (default), `bm25` or `vector`.
-    pub mode: Option<String>,
+    #[oai(nullable)]
+    pub mode: Option<ModeDto>,
     /// Drop results whose cosine similarity to the query is below this (vector and hybrid modes).
+    #[oai(nullable, validator(minimum(value = "-1"), maximum(value = "1")))]
     pub similarity_threshold: Option<f32>,
     /// Filters.
+    #[oai(nullable)]
     pub filters: Option<SearchFilters>,
     /// Fusion settings for hybrid mode.
+    #[oai(nullable)]
     pub fusion: Option<FusionDto>,
+}
+
+impl poem_openapi::types::Example for SearchBody {
+    /// What Swagger UI's "Try it out" sends.
+    fn example() -> SearchBody {
+        SearchBody {
+            query: Some("total amount due".into()),
+            query_vector: None,
+            top_k: Some(5),
+            mode: Some(ModeDto::Hybrid),
+            similarity_threshold: None,
+            filters: None,
+            fusion: None,
+        }
+    }
 }
 
 /// Scores of a result.
 #[derive(Debug, Clone, Object)]
 pub struct ScoresDto {
     /// BM25 score, when the keyword search found the chunk.
+    #[oai(nullable)]
     pub bm25: Option<f32>,
     /// Cosine similarity, when the vector search found the chunk.
+    #[oai(nullable)]
     pub vector: Option<f32>,
     /// The score results are ordered by.
     pub fused: f32,
@@ -152,9 +186,10 @@ fn bad(message: String, param: &str) -> ApiError {
     ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
 }
 
-fn fusion_config(dto: Option<FusionDto>) -> Result<FusionConfig, ApiError> {
+/// The fusion settings; their ranges are checked by the schema's validators.
+fn fusion_config(dto: Option<FusionDto>) -> FusionConfig {
     let mut f = FusionConfig::default();
-    let Some(d) = dto else { return Ok(f) };
+    let Some(d) = dto else { return f };
     if let Some(m) = d.method {
         f.method = match m {
             FusionMethodDto::Normalized => FusionMethod::Normalized,
@@ -162,36 +197,17 @@ fn fusion_config(dto: Option<FusionDto>) -> Result<FusionConfig, ApiError> {
         };
         f.norm = ScoreNorm::MinMax;
     }
-    if let Some(a) = d.alpha {
-        if !(0.0..=1.0).contains(&a) {
-            return Err(bad(
-                "fusion.alpha must be between 0 and 1".into(),
-                "fusion.alpha",
-            ));
-        }
-        f.alpha = a;
-    }
-    for (value, slot, name) in [
-        (d.rrf_k, &mut f.rrf_k, "fusion.rrf_k"),
-        (
-            d.rrf_bm25_weight,
-            &mut f.rrf_bm25_weight,
-            "fusion.rrf_bm25_weight",
-        ),
-        (
-            d.rrf_vector_weight,
-            &mut f.rrf_vector_weight,
-            "fusion.rrf_vector_weight",
-        ),
+    for (value, slot) in [
+        (d.alpha, &mut f.alpha),
+        (d.rrf_k, &mut f.rrf_k),
+        (d.rrf_bm25_weight, &mut f.rrf_bm25_weight),
+        (d.rrf_vector_weight, &mut f.rrf_vector_weight),
     ] {
         if let Some(v) = value {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(bad(format!("{name} must be a non-negative number"), name));
-            }
             *slot = v;
         }
     }
-    Ok(f)
+    f
 }
 
 /// The search endpoint.
@@ -213,13 +229,8 @@ impl SearchApi {
         body: JsonBody<SearchBody>,
     ) -> Result<Json<SearchResponse>, ApiError> {
         let b = body.0;
+        // top_k, similarity_threshold, mode and fusion are range-checked by the schema's validators.
         let top_k = b.top_k.unwrap_or(DEFAULT_TOP_K);
-        if !(1..=MAX_TOP_K).contains(&top_k) {
-            return Err(bad(
-                format!("top_k must be between 1 and {MAX_TOP_K}"),
-                "top_k",
-            ));
-        }
         if let Some(v) = &b.query_vector
             && (v.len() != DIMENSIONS || v.iter().any(|x| !x.is_finite()))
         {
@@ -231,25 +242,7 @@ impl SearchApi {
                 "query_vector",
             ));
         }
-        if let Some(t) = b.similarity_threshold
-            && !(-1.0..=1.0).contains(&t)
-        {
-            return Err(bad(
-                "similarity_threshold must be between -1 and 1".into(),
-                "similarity_threshold",
-            ));
-        }
-        let mode = match b.mode.as_deref() {
-            None | Some("hybrid") => ModeDto::Hybrid,
-            Some("bm25") => ModeDto::Bm25,
-            Some("vector") => ModeDto::Vector,
-            Some(other) => {
-                return Err(bad(
-                    format!("mode must be hybrid, bm25 or vector, not `{other}`"),
-                    "mode",
-                ));
-            }
-        };
+        let mode = b.mode.unwrap_or(ModeDto::Hybrid);
         let f = b.filters.unwrap_or_default();
         let request = SearchRequest {
             query: b.query,
@@ -269,7 +262,7 @@ impl SearchApi {
                 f.created_after,
                 f.created_before,
             ),
-            fusion: fusion_config(b.fusion)?,
+            fusion: fusion_config(b.fusion),
         };
         let results: Vec<SearchHitDto> = self
             .app

@@ -92,6 +92,7 @@ pub struct ProgressDto {
     /// What is counted: `pages`, `slides`, `sheets`, `seconds`, `images`, ...
     pub unit: String,
     /// Percent done, when the total is known.
+    #[oai(nullable)]
     pub percent: Option<f64>,
 }
 
@@ -154,11 +155,13 @@ pub struct FileObject {
     /// Processing progress.
     pub progress: ProgressDto,
     /// Why processing failed (only when `status` is `failed`).
+    #[oai(nullable)]
     pub error: Option<FileErrorDto>,
     /// True when identical content had been uploaded before: this record shares its stored bytes and
     /// extraction, and no work was repeated.
     pub deduplicated: bool,
     /// The OpenAI Files API `purpose`, when uploaded through `/v1/files`.
+    #[oai(nullable)]
     pub purpose: Option<String>,
     /// When the file was uploaded.
     pub created_at: DateTime<Utc>,
@@ -287,6 +290,7 @@ pub struct FileEventDto {
     /// Its progress.
     pub progress: ProgressDto,
     /// Why it failed, when it did.
+    #[oai(nullable)]
     pub error: Option<FileErrorDto>,
 }
 

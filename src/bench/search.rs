@@ -19,9 +19,9 @@ use candle_core::Device;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::bench::index::{Latency, VectorBenchReport, bench_vector_index};
 use crate::chunk::{ChunkConfig, chunk_document};
 use crate::extract::detect;
-use crate::bench::index::{Latency, VectorBenchReport, bench_vector_index};
 use crate::index::vector::{HNSW_EXPANSION_SEARCH, VectorEntry};
 use crate::index::{
     ChunkMeta, FusionConfig, IndexedChunk, SearchFilter, TextIndex, VectorIndex, fuse,

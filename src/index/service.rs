@@ -343,7 +343,7 @@ impl SearchService {
         }
         let vector = match (&req.query_vector, req.mode) {
             (_, SearchMode::Bm25) => None,
-            (Some(v), _) => Some(v.clone()),
+            (Some(v), _) => unit(v),
             (None, _) => {
                 let text = query.clone().unwrap_or_default();
                 let mut e = self.embedder.embed(vec![text]).await?;
@@ -481,4 +481,16 @@ pub fn filter(
         f = f.with_categories(c);
     }
     f.with_created(after, before)
+}
+
+/// `v` scaled to length 1 (computed in f64, so vectors of tiny or huge components keep their direction);
+/// `None` for a zero vector, which has no direction: nothing is similar to it.
+fn unit(v: &[f32]) -> Option<Vec<f32>> {
+    let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "components of a unit vector fit in f32"
+    )]
+    (norm > 0.0 && norm.is_finite())
+        .then(|| v.iter().map(|x| (f64::from(*x) / norm) as f32).collect())
 }

@@ -140,7 +140,7 @@ async fn malformed_requests_and_unknown_ids_use_the_error_shape() {
         .await
         .expect("send");
     let (status, body) = json_of(resp).await;
-    assert_bad_request(status, &body, None, "`file` is required");
+    assert_bad_request(status, &body, Some("file"), "`file` is required");
 
     for path in [
         "/api/v1/files/file-nope",
@@ -198,9 +198,11 @@ async fn malformed_requests_and_unknown_ids_use_the_error_shape() {
     );
 
     let (status, body) = server.get("/api/v1/files?limit=0").await;
-    assert_bad_request(status, &body, Some("limit"), "between 1 and 500");
+    assert_bad_request(status, &body, Some("limit"), "minimum(1");
+    let (status, body) = server.get("/api/v1/files?limit=501").await;
+    assert_bad_request(status, &body, Some("limit"), "maximum(500");
     let (status, body) = server.get("/api/v1/files?status=sleeping").await;
-    assert_bad_request(status, &body, None, "status");
+    assert_bad_request(status, &body, Some("status"), "status");
 
     // A missing or mistyped JSON field is named in `param`, in words (no framework type names).
     let hi = serde_json::json!([{"role": "user", "content": "Hi"}]);

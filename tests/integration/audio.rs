@@ -329,7 +329,7 @@ async fn openai_transcriptions_answer_in_every_format() {
     )
     .await;
     let b: Value = serde_json::from_str(&body).unwrap_or_default();
-    assert_bad_request(status, &b, Some("response_format"), "xml");
+    assert_bad_request(status, &b, Some("response_format"), "verbose_json");
     let (status, body) = openai_transcribe(&server, "jfk.mp3", jfk(), &[("model", "gpt-4o")]).await;
     let b: Value = serde_json::from_str(&body).unwrap_or_default();
     assert_error(

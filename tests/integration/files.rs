@@ -262,7 +262,7 @@ async fn openai_files_api_shares_the_store() {
         .await
         .expect("send");
     let (status, body) = json_of(resp).await;
-    assert_bad_request(status, &body, None, "purpose");
+    assert_bad_request(status, &body, Some("purpose"), "purpose");
 }
 
 /// Uploads through the OpenAI Files API with a purpose; returns the id.

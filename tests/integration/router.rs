@@ -205,7 +205,7 @@ async fn analysis_counts_files_and_checks_them() {
     .await;
     assert_bad_request(status, &resp, Some("messages[0].role"), "role must be");
     let (status, resp) = analyze(&server, json!({"messages": []})).await;
-    assert_bad_request(status, &resp, Some("messages"), "must not be empty");
+    assert_bad_request(status, &resp, Some("messages"), "at least 1");
     // With one worker busy on OCR, a file uploaded next is still queued: 409 with its status.
     let (status, _) = server.upload("scan.pdf", fixture("pdf/scanned.pdf")).await;
     assert_eq!(status, StatusCode::CREATED);

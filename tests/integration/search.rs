@@ -164,15 +164,41 @@ async fn bad_search_requests_name_the_field() {
     let (s, b) = search(&server, json!({"query_vector": [0.1, 0.2]})).await;
     assert_bad_request(s, &b, Some("query_vector"), "384");
     let (s, b) = search(&server, json!({"query": "x", "top_k": 0})).await;
-    assert_bad_request(s, &b, Some("top_k"), "between 1 and 100");
+    assert_bad_request(s, &b, Some("top_k"), "at least 1");
     let (s, b) = search(&server, json!({"query": "x", "top_k": 101})).await;
-    assert_bad_request(s, &b, Some("top_k"), "between 1 and 100");
+    assert_bad_request(s, &b, Some("top_k"), "at most 100");
     let (s, b) = search(&server, json!({"query": "x", "mode": "telepathy"})).await;
     assert_bad_request(s, &b, Some("mode"), "telepathy");
     let (s, b) = search(&server, json!({"mode": "bm25"})).await;
     assert_bad_request(s, &b, Some("query"), "query");
     let (s, b) = search(&server, json!({"query": "x", "fusion": {"alpha": 2}})).await;
-    assert_bad_request(s, &b, Some("fusion.alpha"), "between 0 and 1");
+    assert_bad_request(s, &b, Some("fusion.alpha"), "at most 1");
+}
+
+#[tokio::test]
+async fn unknown_filter_keys_are_refused_not_ignored() {
+    let server = Server::start().await;
+    // A mistyped filter (`file_id` for `file_ids`) would otherwise return unfiltered results.
+    let (s, b) = search(
+        &server,
+        json!({"query": "bread", "filters": {"file_id": ["file-1"]}}),
+    )
+    .await;
+    assert_bad_request(s, &b, Some("filters.file_id"), "file_id");
+    let (s, b) = search(
+        &server,
+        json!({"query": "bread", "filters": {"file_ids": ["file-1"], "category": ["pdf"]}}),
+    )
+    .await;
+    assert_bad_request(s, &b, Some("filters.category"), "not a known field");
+    // The known keys still work.
+    let (s, b) = search(
+        &server,
+        json!({"query": "bread", "filters": {"file_ids": ["file-1"], "categories": ["pdf"]}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["count"], 0, "{b}");
 }
 
 #[tokio::test]
