@@ -21,12 +21,10 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             let dir = models_dir.join(crate::models::embed::MODEL_DIR_NAME);
-            let results = tokio::task::spawn_blocking(move || {
+            blocking_report(out, move || {
                 crate::bench::embed::bench_throughput(&dir, sentences, &[32, 256], &[1, 2], 3)
             })
-            .await??;
-            write_report(&out, &results)?;
-            Ok(ExitCode::SUCCESS)
+            .await
         }
         BenchCommand::Chat {
             out,
@@ -49,10 +47,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 rounds,
                 workload_dir,
             };
-            let report =
-                tokio::task::spawn_blocking(move || crate::bench::chat::run(&args)).await??;
-            write_report(&out, &report)?;
-            Ok(ExitCode::SUCCESS)
+            blocking_report(out, move || crate::bench::chat::run(&args)).await
         }
         BenchCommand::Asr {
             out,
@@ -67,23 +62,17 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 beams,
                 files,
             };
-            let report =
-                tokio::task::spawn_blocking(move || crate::bench::asr::run(&args)).await??;
-            write_report(&out, &report)?;
-            Ok(ExitCode::SUCCESS)
+            blocking_report(out, move || crate::bench::asr::run(&args)).await
         }
         BenchCommand::Isolation { out, corpus } => {
             let report = crate::bench::isolation::run(&corpus).await?;
-            write_report(&out, &report)?;
-            Ok(ExitCode::SUCCESS)
+            write_report(&out, &report)
         }
         BenchCommand::Extract { out, dump, corpus } => {
-            let report = tokio::task::spawn_blocking(move || {
+            blocking_report(out, move || {
                 crate::bench::extract::run(&corpus, dump.as_deref())
             })
-            .await??;
-            write_report(&out, &report)?;
-            Ok(ExitCode::SUCCESS)
+            .await
         }
         BenchCommand::Search {
             out,
@@ -106,21 +95,32 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 threads,
                 questions,
             };
-            let report =
-                tokio::task::spawn_blocking(move || crate::bench::search::run(&args)).await??;
-            write_report(&out, &report)?;
-            Ok(ExitCode::SUCCESS)
+            blocking_report(out, move || crate::bench::search::run(&args)).await
         }
     }
 }
 
+/// Runs a benchmark that blocks (off the async runtime's threads) and writes its report.
+async fn blocking_report<R, E>(
+    out: std::path::PathBuf,
+    bench: impl FnOnce() -> Result<R, E> + Send + 'static,
+) -> anyhow::Result<ExitCode>
+where
+    R: serde::Serialize + Send + 'static,
+    E: Send + 'static,
+    anyhow::Error: From<E>,
+{
+    let report = tokio::task::spawn_blocking(bench).await??;
+    write_report(&out, &report)
+}
+
 /// Writes a benchmark report as pretty JSON (creating its folder) and prints it.
-fn write_report(out: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+fn write_report(out: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
     let json = serde_json::to_string_pretty(report)?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(out, &json).with_context(|| format!("writing {}", out.display()))?;
     println!("{json}");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
