@@ -19,7 +19,7 @@ use super::chat_types::{
     ChatStreamEvent, Completion, CompletionChoice, CompletionRequest, CompletionStreamEvent,
     CompletionUsage, Events, Reply,
 };
-use super::chat_wire::{ChatRequest, ChatUse, Sampling, turn_of};
+use super::chat_wire::{ChatRequest, ChatUse, turn_of};
 use super::error::{ApiError, ErrorBody, ErrorCode, REQUEST_ID, chat_error};
 use crate::app::App;
 use crate::app::chat::{
@@ -140,17 +140,9 @@ async fn complete(
         }
     };
     let target = app.completion_target(req.model.as_deref(), &text)?;
-    let params = Sampling {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        n: req.n,
-        stop: req.stop.as_ref(),
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        max_tokens: req.max_tokens,
-    }
-    .params(1.0, DEFAULT_COMPLETION_MAX_TOKENS)?;
+    let params = req
+        .sampling
+        .params(req.max_tokens, 1.0, DEFAULT_COMPLETION_MAX_TOKENS)?;
     let Generation { stream, model } = app.complete(target, text, req.max_tokens, params)?;
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();

@@ -42,36 +42,15 @@ pub struct CompletionRequest {
     /// Most tokens to generate (default 16, as OpenAI).
     #[oai(nullable, validator(minimum(value = "1")))]
     pub max_tokens: Option<u32>,
-    /// 0 to 2 (default 1); 0 is greedy and deterministic.
-    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
-    pub temperature: Option<f64>,
-    /// Nucleus sampling mass in (0, 1] (default 1).
-    #[oai(
-        nullable,
-        validator(minimum(value = "0", exclusive), maximum(value = "1"))
-    )]
-    pub top_p: Option<f64>,
-    /// Choices to generate; only 1 is supported.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "1")))]
-    pub n: Option<u32>,
+    /// Temperature, nucleus mass, stop sequences, seed and penalties.
+    #[oai(flatten)]
+    pub sampling: super::chat_wire::SamplingFields,
     /// Answer as server-sent events (`text_completion` objects, then `data: [DONE]`).
     #[oai(nullable)]
     pub stream: Option<bool>,
     /// Streaming options.
     #[oai(nullable)]
     pub stream_options: Option<StreamOptions>,
-    /// A string or up to 4 strings; generation stops before any of them.
-    #[oai(nullable)]
-    pub stop: Option<serde_json::Value>,
-    /// Seed of the sampler.
-    #[oai(nullable)]
-    pub seed: Option<i64>,
-    /// -2 to 2: penalises tokens that already appeared.
-    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
-    pub presence_penalty: Option<f64>,
-    /// -2 to 2: penalises tokens by how often they appeared.
-    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
-    pub frequency_penalty: Option<f64>,
     /// Ignored; accepted for compatibility.
     #[oai(nullable)]
     pub user: Option<String>,
@@ -84,15 +63,9 @@ impl poem_openapi::types::Example for CompletionRequest {
             model: Some("auto".into()),
             prompt: serde_json::json!("The capital of France is"),
             max_tokens: Some(16),
-            temperature: Some(0.0),
-            top_p: Some(1.0),
-            n: Some(1),
+            sampling: super::chat_wire::SamplingFields::example(),
             stream: Some(false),
             stream_options: None,
-            stop: None,
-            seed: None,
-            presence_penalty: None,
-            frequency_penalty: None,
             user: None,
         }
     }

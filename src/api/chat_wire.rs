@@ -37,37 +37,15 @@ pub struct ChatRequest {
     /// Same as `max_tokens` (OpenAI's newer name); wins when both are given.
     #[oai(nullable, validator(minimum(value = "1")))]
     pub max_completion_tokens: Option<u32>,
-    /// 0 to 2; 0 is greedy and deterministic. Default 1 in plain chat (OpenAI's), 0 in chat with files (what
-    /// answers from sources best).
-    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
-    pub temperature: Option<f64>,
-    /// Nucleus sampling mass in (0, 1] (default 1).
-    #[oai(
-        nullable,
-        validator(minimum(value = "0", exclusive), maximum(value = "1"))
-    )]
-    pub top_p: Option<f64>,
-    /// Choices to generate; only 1 is supported.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "1")))]
-    pub n: Option<u32>,
+    /// Temperature, nucleus mass, stop sequences, seed and penalties.
+    #[oai(flatten)]
+    pub sampling: SamplingFields,
     /// Answer as server-sent events (`chat.completion.chunk` objects, then `data: [DONE]`).
     #[oai(nullable)]
     pub stream: Option<bool>,
     /// Streaming options.
     #[oai(nullable)]
     pub stream_options: Option<StreamOptions>,
-    /// A string or up to 4 non-empty strings; generation stops before any of them, which are not returned.
-    #[oai(nullable)]
-    pub stop: Option<Value>,
-    /// Seed of the sampler: the same seed and request give the same answer.
-    #[oai(nullable)]
-    pub seed: Option<i64>,
-    /// -2 to 2: penalises tokens that already appeared.
-    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
-    pub presence_penalty: Option<f64>,
-    /// -2 to 2: penalises tokens by how often they appeared.
-    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
-    pub frequency_penalty: Option<f64>,
     /// `{"type": "text" | "json_object" | "json_schema"}`; with `model: auto` a JSON format counts towards
     /// complexity.
     #[oai(nullable)]
@@ -75,6 +53,18 @@ pub struct ChatRequest {
     /// Ignored; accepted for compatibility.
     #[oai(nullable)]
     pub user: Option<String>,
+}
+
+impl SamplingFields {
+    /// The sampling of the examples Swagger UI sends: greedy, so "Try it out" answers the same each time.
+    pub fn example() -> SamplingFields {
+        SamplingFields {
+            temperature: Some(0.0),
+            top_p: Some(1.0),
+            n: Some(1),
+            ..SamplingFields::default()
+        }
+    }
 }
 
 impl poem_openapi::types::Example for ChatRequest {
@@ -89,15 +79,9 @@ impl poem_openapi::types::Example for ChatRequest {
             }],
             max_tokens: Some(64),
             max_completion_tokens: None,
-            temperature: Some(0.0),
-            top_p: Some(1.0),
-            n: Some(1),
+            sampling: SamplingFields::example(),
             stream: Some(false),
             stream_options: None,
-            stop: None,
-            seed: None,
-            presence_penalty: None,
-            frequency_penalty: None,
             response_format: None,
             user: None,
         }
@@ -194,24 +178,42 @@ fn text_of(content: Option<&Value>, i: usize, used: ChatUse) -> Result<String, A
     }
 }
 
-/// The sampling fields every generation request has.
-pub struct Sampling<'a> {
+/// The sampling fields every generation request has (flattened into each request body).
+#[derive(Debug, Clone, Default, Object)]
+pub struct SamplingFields {
+    /// 0 to 2; 0 is greedy and deterministic. Default 1 (OpenAI's), except in chat with files: 0 (what
+    /// answers from sources best).
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
     pub temperature: Option<f64>,
+    /// Nucleus sampling mass in (0, 1] (default 1).
+    #[oai(
+        nullable,
+        validator(minimum(value = "0", exclusive), maximum(value = "1"))
+    )]
     pub top_p: Option<f64>,
+    /// Choices to generate; only 1 is supported.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "1")))]
     pub n: Option<u32>,
-    pub stop: Option<&'a Value>,
+    /// A string or up to 4 non-empty strings; generation stops before any of them, which are not returned.
+    #[oai(nullable)]
+    pub stop: Option<Value>,
+    /// Seed of the sampler: the same seed and request give the same answer.
+    #[oai(nullable)]
     pub seed: Option<i64>,
+    /// -2 to 2: penalises tokens that already appeared.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub presence_penalty: Option<f64>,
+    /// -2 to 2: penalises tokens by how often they appeared.
+    #[oai(nullable, validator(minimum(value = "-2"), maximum(value = "2")))]
     pub frequency_penalty: Option<f64>,
-    /// `max_completion_tokens`, else `max_tokens`.
-    pub max_tokens: Option<u32>,
 }
 
-impl Sampling<'_> {
-    /// Checks every field and gives the engine's parameters; `max_tokens` is `default_max_tokens` when the
-    /// request gives none (the caller may replace it by what fits the model's window).
+impl SamplingFields {
+    /// Checks every field and gives the engine's parameters; `max_tokens` (the request's) is
+    /// `default_max_tokens` when the request gives none (the caller may replace it by what fits the window).
     pub fn params(
         &self,
+        max_tokens: Option<u32>,
         default_temperature: f64,
         default_max_tokens: usize,
     ) -> Result<SamplingParams, ApiError> {
@@ -219,7 +221,7 @@ impl Sampling<'_> {
             return Err(bad("only n = 1 is supported", "n"));
         }
         // The upper bound is the model's window less the prompt: `context_length_exceeded` names it.
-        if self.max_tokens == Some(0) {
+        if max_tokens == Some(0) {
             return Err(bad("max_tokens must be at least 1", "max_tokens"));
         }
         let temperature = self.temperature.unwrap_or(default_temperature);
@@ -238,7 +240,7 @@ impl Sampling<'_> {
                 return Err(bad(format!("{name} must be between -2 and 2"), name));
             }
         }
-        let stop = match self.stop {
+        let stop = match &self.stop {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
             Some(Value::Array(a))
@@ -259,7 +261,7 @@ impl Sampling<'_> {
             }
         };
         Ok(SamplingParams {
-            max_tokens: self.max_tokens.map_or(default_max_tokens, |m| m as usize),
+            max_tokens: max_tokens.map_or(default_max_tokens, |m| m as usize),
             temperature: temperature as f32,
             top_p: top_p as f32,
             seed: self.seed.map(|s| u64::from_ne_bytes(s.to_ne_bytes())),
@@ -304,17 +306,11 @@ pub fn turn_of(
         ChatUse::Plain => 1.0,
         ChatUse::Files => 0.0,
     };
-    let params = Sampling {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        n: req.n,
-        stop: req.stop.as_ref(),
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
+    let params = req.sampling.params(
         max_tokens,
-    }
-    .params(default_temperature, DEFAULT_FILE_CHAT_MAX_TOKENS)?;
+        default_temperature,
+        DEFAULT_FILE_CHAT_MAX_TOKENS,
+    )?;
     let format = match req
         .response_format
         .as_ref()

@@ -144,8 +144,8 @@ pub fn openapi_json() -> String {
 }
 
 /// The paths of the OpenAPI document (`/api/v1/files/{file_id}`, ...).
-fn spec_paths(api: &OpenApiService<Apis, ()>) -> Vec<String> {
-    serde_json::from_str::<serde_json::Value>(&api.spec())
+fn spec_paths(spec: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(spec)
         .ok()
         .and_then(|spec| {
             spec["paths"]
@@ -178,7 +178,7 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
         config.rate_limit_requests,
         Duration::from_secs(config.rate_limit_window),
         Duration::from_secs(config.body_timeout_secs),
-        auth::route_names(spec_paths(&api)),
+        auth::route_names(spec_paths(&raw_spec)),
     ));
     let metrics_app = app.clone();
     let cors = poem::middleware::Cors::new()
