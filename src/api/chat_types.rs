@@ -11,14 +11,74 @@ use super::error::ErrorBody;
 /// One message of the conversation.
 #[derive(Debug, Clone, Object)]
 pub struct ChatMessageIn {
-    /// `system` (or `developer`), `user` or `assistant`.
-    pub role: String,
-    /// The text: a string, or an array of content parts of which the `text` parts are used.
+    /// Who wrote it (`developer` is OpenAI's newer name for `system`).
+    pub role: ChatRole,
+    /// The text: a string, or a list of content parts of which the `text` parts are used.
     #[oai(nullable)]
-    pub content: Option<serde_json::Value>,
+    pub content: Option<MessageContent>,
     /// Ignored; accepted for compatibility.
     #[oai(nullable)]
     pub name: Option<String>,
+}
+
+/// The author of a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ChatRole {
+    /// Instructions for the model.
+    System,
+    /// Same as `system`.
+    Developer,
+    /// The person asking.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+}
+
+/// A message's content: a string, or a list of parts.
+#[derive(Debug, Clone, Union)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Content parts, in order.
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a message's content, by its `type`. Chat with files uses the `text` parts and skips the
+/// others (upload images and audio as files instead); plain chat refuses them with 400.
+#[derive(Debug, Clone, Union)]
+#[oai(discriminator_name = "type")]
+pub enum ContentPart {
+    /// `{"type": "text", "text": ...}`.
+    #[oai(mapping = "text")]
+    Text(TextPart),
+    /// `{"type": "image_url", "image_url": {"url": ...}}`.
+    #[oai(mapping = "image_url")]
+    ImageUrl(ImageUrlPart),
+    /// `{"type": "input_audio", "input_audio": {"data": ..., "format": ...}}`.
+    #[oai(mapping = "input_audio")]
+    InputAudio(InputAudioPart),
+}
+
+/// A text part.
+#[derive(Debug, Clone, Object)]
+pub struct TextPart {
+    /// The text.
+    pub text: String,
+}
+
+/// An image part (OpenAI's shape).
+#[derive(Debug, Clone, Object)]
+pub struct ImageUrlPart {
+    /// `{"url": ..., "detail": ...}`.
+    pub image_url: serde_json::Value,
+}
+
+/// An audio part (OpenAI's shape).
+#[derive(Debug, Clone, Object)]
+pub struct InputAudioPart {
+    /// `{"data": <base64>, "format": "wav" | "mp3"}`.
+    pub input_audio: serde_json::Value,
 }
 
 /// Streaming options.

@@ -6,7 +6,7 @@
 use poem_openapi::Object;
 use serde_json::Value;
 
-use super::chat_types::{ChatMessageIn, StreamOptions};
+use super::chat_types::{ChatMessageIn, ChatRole, ContentPart, MessageContent, StreamOptions};
 use super::error::{ApiError, ErrorCode};
 use crate::app::chat::{
     AUTO, ChatMessage, ChatTurn, DEFAULT_FILE_CHAT_MAX_TOKENS, DEFAULT_WAIT, Decision, MAX_WAIT,
@@ -46,10 +46,9 @@ pub struct ChatRequest {
     /// Streaming options.
     #[oai(nullable)]
     pub stream_options: Option<StreamOptions>,
-    /// `{"type": "text" | "json_object" | "json_schema"}`; with `model: auto` a JSON format counts towards
-    /// complexity.
+    /// The answer's format; with `model: auto` a JSON format counts towards complexity.
     #[oai(nullable)]
-    pub response_format: Option<Value>,
+    pub response_format: Option<ResponseFormat>,
     /// Ignored; accepted for compatibility.
     #[oai(nullable)]
     pub user: Option<String>,
@@ -73,8 +72,8 @@ impl poem_openapi::types::Example for ChatRequest {
         ChatRequest {
             model: Some("auto".into()),
             messages: vec![ChatMessageIn {
-                role: "user".into(),
-                content: Some(Value::String("Say hello in five words.".into())),
+                role: ChatRole::User,
+                content: Some(MessageContent::Text("Say hello in five words.".into())),
                 name: None,
             }],
             max_tokens: Some(64),
@@ -111,7 +110,8 @@ pub struct ChatBody {
     #[oai(flatten)]
     pub chat: ChatRequest,
     /// Ids of files to answer from (`/api/v1/upload` or `/v1/files`); files still processing are waited for
-    /// (see `wait_timeout`).
+    /// (see `wait_timeout`). Empty or absent: the answer comes from the files (at most 4) that hold the
+    /// question's best matches among all your ready files.
     #[oai(default, nullable)]
     pub file_ids: Vec<String>,
     /// Seconds to wait for files in `file_ids` that are still queued or processing (default 120, at most
@@ -121,10 +121,10 @@ pub struct ChatBody {
 }
 
 impl poem_openapi::types::Example for ChatBody {
-    /// What Swagger UI's "Try it out" sends (add the ids of uploaded files to `file_ids`).
+    /// What Swagger UI's "Try it out" sends: a question over all your files (or name some in `file_ids`).
     fn example() -> ChatBody {
         let mut chat = ChatRequest::example();
-        chat.messages[0].content = Some(Value::String(
+        chat.messages[0].content = Some(MessageContent::Text(
             "What do my files say about the total?".into(),
         ));
         ChatBody {
@@ -133,6 +133,30 @@ impl poem_openapi::types::Example for ChatBody {
             wait_timeout: Some(30.0),
         }
     }
+}
+
+/// The format an answer is asked in (OpenAI's `response_format`).
+#[derive(Debug, Clone, Object)]
+pub struct ResponseFormat {
+    /// `text` (the default), `json_object` or `json_schema` (the model is told to answer in JSON; the
+    /// schema itself is not enforced).
+    #[oai(rename = "type")]
+    pub kind: ResponseFormatType,
+    /// With `json_schema`: OpenAI's `{"name", "schema", "strict"}`; accepted, not enforced.
+    #[oai(nullable)]
+    pub json_schema: Option<Value>,
+}
+
+/// What `response_format.type` may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ResponseFormatType {
+    /// Free text.
+    Text,
+    /// A JSON object.
+    JsonObject,
+    /// JSON following a schema.
+    JsonSchema,
 }
 
 /// Which endpoint a chat request came to: their defaults differ (see [`ChatRequest`]'s fields).
@@ -148,34 +172,27 @@ fn bad(message: impl Into<String>, param: &str) -> ApiError {
     ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
 }
 
-fn text_of(content: Option<&Value>, i: usize, used: ChatUse) -> Result<String, ApiError> {
-    let param = format!("messages[{i}].content");
-    match content {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => {
-            let mut out = Vec::new();
-            for p in parts {
-                match (
-                    p.get("type").and_then(Value::as_str),
-                    p.get("text").and_then(Value::as_str),
-                ) {
-                    (Some("text"), Some(t)) => out.push(t),
-                    (Some("text"), None) => return Err(bad("a text part needs `text`", &param)),
-                    _ if used == ChatUse::Files => {}
-                    _ => {
-                        return Err(bad(
-                            "only text parts are supported here; to ask about images or audio, upload \
-                             them and use /api/v1/chat/multimodal with file_ids",
-                            &param,
-                        ));
-                    }
-                }
+fn text_of(content: Option<&MessageContent>, i: usize, used: ChatUse) -> Result<String, ApiError> {
+    let parts = match content {
+        None => return Ok(String::new()),
+        Some(MessageContent::Text(s)) => return Ok(s.clone()),
+        Some(MessageContent::Parts(parts)) => parts,
+    };
+    let mut out = Vec::new();
+    for part in parts {
+        match part {
+            ContentPart::Text(t) => out.push(t.text.as_str()),
+            ContentPart::ImageUrl(_) | ContentPart::InputAudio(_) if used == ChatUse::Files => {}
+            ContentPart::ImageUrl(_) | ContentPart::InputAudio(_) => {
+                return Err(bad(
+                    "only text parts are supported here; to ask about images or audio, upload them and \
+                     use /api/v1/chat/multimodal with file_ids",
+                    &format!("messages[{i}].content"),
+                ));
             }
-            Ok(out.join("\n"))
         }
-        Some(_) => Err(bad("content must be a string or an array of parts", &param)),
     }
+    Ok(out.join("\n"))
 }
 
 /// The sampling fields every generation request has (flattened into each request body).
@@ -285,16 +302,10 @@ pub fn turn_of(
     }
     let mut messages = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
-        let role = match m.role.as_str() {
-            "system" | "developer" => Role::System,
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            other => {
-                return Err(bad(
-                    format!("role must be system, user or assistant, not `{other}`"),
-                    &format!("messages[{i}].role"),
-                ));
-            }
+        let role = match m.role {
+            ChatRole::System | ChatRole::Developer => Role::System,
+            ChatRole::User => Role::User,
+            ChatRole::Assistant => Role::Assistant,
         };
         messages.push(ChatMessage {
             role,
@@ -311,22 +322,9 @@ pub fn turn_of(
         default_temperature,
         DEFAULT_FILE_CHAT_MAX_TOKENS,
     )?;
-    let format = match req
-        .response_format
-        .as_ref()
-        .and_then(|f| f.get("type"))
-        .and_then(Value::as_str)
-    {
-        None | Some("text") => OutputFormat::Text,
-        Some("json_object" | "json_schema") => OutputFormat::Json,
-        Some(other) => {
-            return Err(bad(
-                format!(
-                    "response_format.type must be text, json_object or json_schema, not `{other}`"
-                ),
-                "response_format",
-            ));
-        }
+    let format = match req.response_format.map(|f| f.kind) {
+        None | Some(ResponseFormatType::Text) => OutputFormat::Text,
+        Some(ResponseFormatType::JsonObject | ResponseFormatType::JsonSchema) => OutputFormat::Json,
     };
     Ok(ChatTurn {
         model: req.model.unwrap_or_else(|| AUTO.into()),

@@ -21,6 +21,9 @@ pub fn finish(raw: &str) -> String {
             schema["additionalProperties"] = Value::Bool(false);
         }
     }
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.values_mut().for_each(untyped_union);
+    }
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths {
             let Some(ops) = item.as_object_mut() else {
@@ -41,6 +44,21 @@ pub fn finish(raw: &str) -> String {
         }
     }
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| raw.to_owned())
+}
+
+/// poem-openapi writes every union as `type: object`, which no string or list alternative can satisfy: a
+/// union with an alternative that is not an object gets no `type` (its alternatives say what it may be).
+fn untyped_union(schema: &mut Value) {
+    let Some(alternatives) = schema.get("anyOf").or_else(|| schema.get("oneOf")) else {
+        return;
+    };
+    let not_object = alternatives.as_array().is_some_and(|alts| {
+        alts.iter()
+            .any(|a| a.get("type").is_some_and(|t| t != "object"))
+    });
+    if not_object && let Some(obj) = schema.as_object_mut() {
+        obj.remove("type");
+    }
 }
 
 /// poem-openapi writes an event stream as a JSON array of its events; OpenAPI 3.0 has the schema of
@@ -138,6 +156,20 @@ fn segments(path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_union_of_a_string_and_a_list_has_no_object_type() {
+        let raw = r##"{"components": {"schemas": {
+            "Content": {"type": "object", "anyOf": [{"type": "string"}, {"type": "array"}]},
+            "Event": {"type": "object", "anyOf": [{"$ref": "#/a"}, {"$ref": "#/b"}]}}}}"##;
+        let doc: Value = serde_json::from_str(&finish(raw)).expect("json");
+        assert!(
+            doc["components"]["schemas"]["Content"]
+                .get("type")
+                .is_none()
+        );
+        assert_eq!(doc["components"]["schemas"]["Event"]["type"], "object");
+    }
 
     #[test]
     fn allow_matches_templates() {

@@ -256,6 +256,30 @@ async fn bad_requests_get_openai_errors_naming_the_parameter() {
     body["messages"] = json!([{"role": "tool", "content": "x"}]);
     let (s, b) = server.post_json("/v1/chat/completions", &body).await;
     assert_bad_request(s, &b, Some("messages[0].role"), "tool");
+    // Content parts are typed: an unknown part type, a text part without text, an image in plain chat.
+    for (content, needle) in [
+        (json!([{"type": "video", "url": "x"}]), ""),
+        (json!([{"type": "text"}]), ""),
+        (
+            json!([{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]),
+            "/api/v1/chat/multimodal",
+        ),
+    ] {
+        let mut body = chat_body("hi", 4);
+        body["messages"] = json!([{"role": "user", "content": content}]);
+        let (s, b) = server.post_json("/v1/chat/completions", &body).await;
+        assert_bad_request(s, &b, Some("messages[0].content"), needle);
+    }
+    let mut body = chat_body("hi", 4);
+    body["response_format"] = json!({"type": "yaml"});
+    let (s, b) = server.post_json("/v1/chat/completions", &body).await;
+    assert_bad_request(s, &b, Some("response_format.type"), "json_object");
+    // Text parts are joined; a JSON format is accepted.
+    let mut body = chat_body("hi", 2);
+    body["messages"] = json!([{"role": "user", "content": [{"type": "text", "text": "Say hi."}]}]);
+    body["response_format"] = json!({"type": "json_object"});
+    let (s, b) = server.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(s, 200, "{b}");
     // The service is still healthy and answers.
     let (s, _) = server
         .post_json("/v1/chat/completions", &chat_body("hi", 2))

@@ -88,7 +88,23 @@ async fn upload_then_chat_cites_the_chunk_with_the_fact() {
     let config = router_config(&small_budget_config());
     let server =
         Server::start_with(&[("DOCPIPE_ROUTER_CONFIG", config.to_str().expect("utf-8"))]).await;
+    // Without `file_ids` the question goes over all the caller's files: none yet is a 400 naming the field.
+    let everything = json!({
+        "messages": [{"role": "user", "content": "How many pears are in the inventory table?"}],
+        "max_tokens": 40
+    });
+    let (status, body) = server
+        .post_json("/api/v1/chat/multimodal", &everything)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "file_ids", "{body}");
     let ids = upload_fixtures(&server).await;
+    // ... and once files are ready, the sources come from the one that holds the fact.
+    let (status, body) = server
+        .post_json("/api/v1/chat/multimodal", &everything)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_pear_source(body["sources"].as_array().expect("sources"), &ids[0]);
     let question = json!({
         "messages": [{"role": "user", "content": "How many pears are in the inventory table?"}],
         "file_ids": ids,

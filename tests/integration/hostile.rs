@@ -73,16 +73,34 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// Resident kB of the server's family.
-fn family_rss_kb(root: u32) -> u64 {
+/// Resident kB of each process of the server's family, with its command name. A child between its spawn
+/// and its exec still runs in the server's address space (vfork) and its VmRSS is the server's: it is left
+/// out until its command line is its own, or a worker's start would count the server twice.
+fn family_rss(root: u32) -> Vec<(u32, String, u64)> {
+    let cmdline = |p: u32| std::fs::read(format!("/proc/{p}/cmdline")).ok();
+    let server = cmdline(root);
     family(root)
-        .iter()
+        .into_iter()
+        .filter(|&p| p == root || cmdline(p) != server)
         .filter_map(|p| {
             let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            let field = |name: &str| {
+                let line = status.lines().find(|l| l.starts_with(name))?;
+                Some(line[name.len()..].trim().to_owned())
+            };
+            let kb = field("VmRSS:")?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()?;
+            Some((p, field("Name:").unwrap_or_default(), kb))
         })
-        .sum()
+        .collect()
+}
+
+/// Resident kB of the server's family.
+fn family_rss_kb(root: u32) -> u64 {
+    family_rss(root).iter().map(|(_, _, kb)| kb).sum()
 }
 
 /// CPU seconds (user + system) the family has used, its live members only.
@@ -102,6 +120,8 @@ fn family_cpu_secs(root: u32) -> f64 {
 struct Watch {
     stop: Arc<AtomicBool>,
     peak_kb: Arc<AtomicU64>,
+    /// The processes of the peak sample, for the message when the budget is passed.
+    peak_parts: Arc<std::sync::Mutex<String>>,
     worst_health_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -110,15 +130,25 @@ impl Watch {
     fn start(server: &Server) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let peak_kb = Arc::new(AtomicU64::new(0));
+        let peak_parts = Arc::new(std::sync::Mutex::new(String::new()));
         let worst_health_ms = Arc::new(AtomicU64::new(0));
         let root = server.pid();
         let health = server.url("/health");
         let (s, p, w) = (stop.clone(), peak_kb.clone(), worst_health_ms.clone());
+        let parts = peak_parts.clone();
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut last_health = Instant::now() - Duration::from_secs(1);
             while !s.load(Ordering::Relaxed) {
-                p.fetch_max(family_rss_kb(root), Ordering::Relaxed);
+                let sample = family_rss(root);
+                let kb = sample.iter().map(|(_, _, kb)| kb).sum();
+                if p.fetch_max(kb, Ordering::Relaxed) < kb {
+                    let shown: Vec<String> = sample
+                        .iter()
+                        .map(|(pid, name, kb)| format!("{name}[{pid}] {} MB", kb / 1024))
+                        .collect();
+                    *parts.lock().expect("peak parts") = shown.join(", ");
+                }
                 if last_health.elapsed() > Duration::from_millis(250) {
                     last_health = Instant::now();
                     let ok = tokio::time::timeout(Duration::from_secs(5), http.get(&health).send())
@@ -137,16 +167,20 @@ impl Watch {
         Watch {
             stop,
             peak_kb,
+            peak_parts,
             worst_health_ms,
             task,
         }
     }
 
-    async fn finish(self) -> (u64, u64) {
+    /// Peak kB, the processes at the peak, worst /health ms.
+    async fn finish(self) -> (u64, String, u64) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
+        let parts = self.peak_parts.lock().expect("peak parts").clone();
         (
             self.peak_kb.load(Ordering::Relaxed),
+            parts,
             self.worst_health_ms.load(Ordering::Relaxed),
         )
     }
@@ -189,7 +223,7 @@ async fn hostile_files_are_bounded_and_the_server_stays_healthy() {
         let record = server.upload_and_wait(name, bytes).await;
         let verdict = started.elapsed();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (peak_kb, worst_health_ms) = watch.finish().await;
+        let (peak_kb, peak_parts, worst_health_ms) = watch.finish().await;
         let cpu_before = family_cpu_secs(server.pid());
         tokio::time::sleep(Duration::from_secs(2)).await;
         let quiet_cpu = family_cpu_secs(server.pid()) - cpu_before;
@@ -230,7 +264,9 @@ async fn hostile_files_are_bounded_and_the_server_stays_healthy() {
         );
         assert!(
             over_idle_mb < RSS_BUDGET_MB,
-            "{name}: peak RSS {over_idle_mb} MB over idle (budget {RSS_BUDGET_MB} MB)"
+            "{name}: peak RSS {over_idle_mb} MB over idle {} MB (budget {RSS_BUDGET_MB} MB); at the peak: \
+             {peak_parts}",
+            idle_kb / 1024
         );
     }
     let retained_mb = family_rss_kb(server.pid()).saturating_sub(first_idle_kb) / 1024;

@@ -203,7 +203,7 @@ async fn analysis_counts_files_and_checks_them() {
         json!({"messages": [{"role": "tool", "content": "x"}]}),
     )
     .await;
-    assert_bad_request(status, &resp, Some("messages[0].role"), "role must be");
+    assert_bad_request(status, &resp, Some("messages[0].role"), "must be one of");
     let (status, resp) = analyze(&server, json!({"messages": []})).await;
     assert_bad_request(status, &resp, Some("messages"), "at least 1");
     // With one worker busy on OCR, a file uploaded next is still queued: 409 with its status.

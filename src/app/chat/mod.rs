@@ -34,6 +34,8 @@ use retrieve::{Cues, FileChunks};
 pub const MAX_FILES: usize = 20;
 /// Most chunks read per file to size and ground the answer.
 const MAX_CHUNKS_PER_FILE: u32 = 5000;
+/// Files a chat without `file_ids` answers from: those of the best search hits.
+const MAX_BEST_FILES: usize = 4;
 /// Hits fetched from search.
 const SEARCH_HITS: usize = 12;
 /// Longest a request may wait for its files to be ready.
@@ -55,7 +57,7 @@ pub struct ChatTurn {
     pub model: String,
     /// The conversation.
     pub messages: Vec<ChatMessage>,
-    /// Files to answer from (may be empty).
+    /// Files to answer from; empty: the files of the best search hits over all the tenant's files.
     pub file_ids: Vec<String>,
     /// Sampling.
     pub params: SamplingParams,
@@ -314,13 +316,13 @@ impl App {
         turn: ChatTurn,
     ) -> Result<FileChat, ChatFilesError> {
         check_turn(&turn)?;
-        if turn.file_ids.is_empty() {
-            return Err(ChatFilesError::BadRequest(
-                "give at least one id in `file_ids`".into(),
-                "file_ids",
-            ));
-        }
-        let files = self.file_texts(tenant, &turn.file_ids, turn.wait).await?;
+        let ids = if turn.file_ids.is_empty() {
+            self.best_files(tenant, last_user_text(&turn.messages))
+                .await?
+        } else {
+            turn.file_ids.clone()
+        };
+        let files = self.file_texts(tenant, &ids, turn.wait).await?;
         let model = self.chat_model_name(Some(&turn.model));
         let (order, decision, named) = if model == AUTO {
             let d = self.decide(&turn, &files)?;
@@ -405,6 +407,41 @@ impl App {
             decision,
             question,
         })
+    }
+
+    /// With no `file_ids`: the tenant's files that hold the question's best chunks, best first (at most
+    /// [`MAX_BEST_FILES`]); 400 when the tenant has nothing indexed.
+    async fn best_files(
+        &self,
+        tenant: &str,
+        question: &str,
+    ) -> Result<Vec<String>, ChatFilesError> {
+        let hits = self
+            .search
+            .search(SearchRequest {
+                query: Some(question.to_owned()),
+                query_vector: None,
+                top_k: SEARCH_HITS,
+                mode: SearchMode::Hybrid,
+                similarity_threshold: None,
+                filter: filter(tenant, None, None, None, None),
+                fusion: crate::index::fusion::FusionConfig::default(),
+            })
+            .await?;
+        let mut ids: Vec<String> = Vec::new();
+        for hit in hits {
+            if ids.len() < MAX_BEST_FILES && !ids.contains(&hit.file.file_id) {
+                ids.push(hit.file.file_id);
+            }
+        }
+        if ids.is_empty() {
+            return Err(ChatFilesError::BadRequest(
+                "none of your files is ready to answer from: upload one first (or name files in `file_ids`)"
+                    .into(),
+                "file_ids",
+            ));
+        }
+        Ok(ids)
     }
 
     /// Scores a turn and plans its tiers.
