@@ -139,9 +139,14 @@ impl Watch {
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut last_health = Instant::now() - Duration::from_secs(1);
+            let mut previous_kb = 0;
             while !s.load(Ordering::Relaxed) {
+                // A peak counts once two samples 20 ms apart both reach it: touching hundreds of MB takes
+                // longer than that, a reading caught between a spawn and its exec does not.
                 let sample = family_rss(root);
-                let kb = sample.iter().map(|(_, _, kb)| kb).sum();
+                let now_kb: u64 = sample.iter().map(|(_, _, kb)| kb).sum();
+                let kb = now_kb.min(previous_kb);
+                previous_kb = now_kb;
                 if p.fetch_max(kb, Ordering::Relaxed) < kb {
                     let shown: Vec<String> = sample
                         .iter()
