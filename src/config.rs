@@ -146,8 +146,8 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_IDLE_TIMEOUT_SECS", default_value_t = 30)]
     pub idle_timeout_secs: u64,
 
-    /// Seconds a new connection has to send its first request's headers (a client trickling them a byte
-    /// at a time is cut off).
+    /// Seconds a request has to send its headers, from a connection's opening or, on a kept-alive
+    /// connection, from the request's first byte (a client trickling them a byte at a time is cut off).
     #[arg(long, env = "DOCPIPE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
 

@@ -190,15 +190,40 @@ async fn cors_allows_only_configured_origins() {
 }
 
 /// A client trickling its request headers a byte at a time is cut off at the header deadline, while
-/// other clients are served.
+/// other clients are served; on a kept-alive connection, the second request's headers too.
 #[tokio::test]
 async fn a_client_trickling_its_headers_is_cut_off() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let server = Server::start_with(&[("DOCPIPE_HEADER_TIMEOUT_SECS", "2")]).await;
     let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut slow = tokio::net::TcpStream::connect(&addr)
+    let slow = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
+    trickle_until_closed(&server, slow).await;
+
+    // A first request answered at once, then a second one trickled on the same connection.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut kept = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = kept.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Quiet for longer than the deadline: an idle kept-alive connection is the idle timeout's business.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    trickle_until_closed(&server, kept).await;
+}
+
+/// Sends a request's headers a byte every 300 ms and asserts that the server closes the connection
+/// between 2 and 6 s after the first byte (the test server's deadline is 2 s).
+async fn trickle_until_closed(server: &Server, mut slow: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let started = std::time::Instant::now();
     let request =
         b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
