@@ -215,3 +215,65 @@ print("ok")
 "#;
     crate::common::run_openai_python(&server, &["-c".as_ref(), script.as_ref()], &[]).await;
 }
+
+/// A large `/v1/embeddings` request does not hold the embedder: it is answered in slices taken in turn
+/// with other requests, so a search sent while it runs (whose query needs the embedder too) is answered
+/// before it, and the large request's vectors are the same as when it runs alone.
+#[tokio::test]
+async fn a_large_embeddings_request_does_not_hold_up_a_search() {
+    let server = Server::start().await;
+    let file = server
+        .upload_and_wait(
+            "pears.txt",
+            b"The inventory holds seven pears and two apples.".to_vec(),
+        )
+        .await;
+    assert_eq!(file["status"], "ready", "{file}");
+    let sentence = "The quick brown fox jumps over the lazy dog near the river bank at dawn. ";
+    let inputs: Vec<String> = (0..240)
+        .map(|i| format!("{i} {}", sentence.repeat(12)))
+        .collect();
+    let big = json!({"model": "all-MiniLM-L6-v2", "input": inputs});
+    let started = std::time::Instant::now();
+    let big_request = {
+        let server = &server;
+        let big = big.clone();
+        async move {
+            let (status, body, _) = embed(server, big).await;
+            (status, body, started.elapsed())
+        }
+    };
+    let search = async {
+        // Sent once the large request is being embedded.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let (status, body) = server
+            .post_json(
+                "/api/v1/search",
+                &json!({"query": "how many pears", "top_k": 1}),
+            )
+            .await;
+        (status, body, started.elapsed())
+    };
+    let ((big_status, big_body, big_done), (search_status, search_body, search_done)) =
+        tokio::join!(big_request, search);
+    assert_eq!(big_status, 200, "{big_body}");
+    assert_eq!(search_status, 200, "{search_body}");
+    assert_eq!(big_body["data"].as_array().map(Vec::len), Some(240));
+    assert!(
+        search_done < big_done,
+        "the search ({search_done:?}) waited for the whole large request ({big_done:?})"
+    );
+    eprintln!(
+        "embedding fairness: search answered at {search_done:?}, large request at {big_done:?}"
+    );
+    // Slicing changes nothing in the result: the last input alone gives the same vector.
+    let (status, alone, _) = embed(
+        &server,
+        json!({"model": "all-MiniLM-L6-v2", "input": big["input"][239]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{alone}");
+    let a = floats(&alone["data"][0]["embedding"]);
+    let b = floats(&big_body["data"][239]["embedding"]);
+    assert!(cosine(&a, &b) > 0.9999, "{}", cosine(&a, &b));
+}

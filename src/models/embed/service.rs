@@ -1,5 +1,6 @@
 //! The engine thread and its handle (see the design note in `embed.rs`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
@@ -7,7 +8,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::engine::{Embedder, TokenCounter};
-use super::{DIMENSIONS, EmbedConfig, EmbedError, Embeddings, MAX_TOKENS, MODEL_NAME};
+use super::{DIMENSIONS, EmbedConfig, EmbedError, Embedding, Embeddings, MAX_TOKENS, MODEL_NAME};
 use crate::models::device::device_name;
 
 /// Name of the engine thread (visible in `top -H` and panics).
@@ -230,24 +231,44 @@ impl Drop for EmbedderService {
     }
 }
 
-/// The engine loop: wait for a request, gather the ones already waiting up to `max_batch` texts, embed them in
-/// one call, answer each; stop on `Terminate` or when every sender is gone.
+/// A request being answered slice by slice: its embeddings so far.
+struct Pending {
+    request: Request,
+    done: Vec<Embedding>,
+}
+
+impl Pending {
+    fn left(&self) -> usize {
+        self.request.texts.len() - self.done.len()
+    }
+}
+
+/// The engine loop. Requests are answered in slices of at most `slice` texts (one forward pass per
+/// thread). Requests not yet started go first, together, in arrival order; then the started ones take
+/// turns, a slice each. So a search's one query waits for at most the slice being computed when it
+/// arrives (not for a large request's thousands of texts), and large requests share the engine evenly.
+/// Stops on `Terminate` or when every sender is gone.
 fn run_engine(
     embedder: &Embedder,
     pool: &rayon::ThreadPool,
     receiver: &Receiver<Message>,
     max_batch: usize,
 ) {
-    while let Ok(Message::Embed(first)) = receiver.recv() {
-        let mut texts = first.texts.len();
-        let mut batch = vec![first];
-        let mut terminate = false;
-        while texts < max_batch {
+    let slice = max_batch * pool.current_num_threads().max(1);
+    // Not yet started, and started (each has had a slice), both in order.
+    let mut fresh: VecDeque<Pending> = VecDeque::new();
+    let mut line: VecDeque<Pending> = VecDeque::new();
+    let mut terminate = false;
+    while !terminate {
+        if fresh.is_empty() && line.is_empty() {
+            match receiver.recv() {
+                Ok(Message::Embed(request)) => fresh.push_back(Pending::new(request)),
+                Ok(Message::Terminate) | Err(_) => break,
+            }
+        }
+        loop {
             match receiver.try_recv() {
-                Ok(Message::Embed(request)) => {
-                    texts += request.texts.len();
-                    batch.push(request);
-                }
+                Ok(Message::Embed(request)) => fresh.push_back(Pending::new(request)),
                 Ok(Message::Terminate) => {
                     terminate = true;
                     break;
@@ -256,22 +277,60 @@ fn run_engine(
             }
         }
         // A caller that has gone away (timeout, disconnect) does not need its answer computed.
-        batch.retain(|request| !request.reply.is_closed());
-        if !batch.is_empty() {
-            pool.install(|| answer(embedder, batch));
+        fresh.retain(|p| !p.request.reply.is_closed());
+        line.retain(|p| !p.request.reply.is_closed());
+        let queue = if fresh.is_empty() {
+            &mut line
+        } else {
+            &mut fresh
+        };
+        let mut turn = Vec::new();
+        let mut room = slice;
+        while room > 0
+            && let Some(p) = queue.pop_front()
+        {
+            let take = p.left().min(room);
+            room -= take;
+            turn.push((p, take));
         }
-        if terminate {
-            break;
+        if !turn.is_empty() {
+            pool.install(|| answer(embedder, &mut turn));
+        }
+        for (p, _) in turn {
+            if p.left() > 0 {
+                line.push_back(p);
+            } else {
+                p.finish();
+            }
         }
     }
     tracing::debug!("embedding engine stopped");
 }
 
-/// Embeds the texts of all `requests` in one call and sends each request its share.
-fn answer(embedder: &Embedder, requests: Vec<Request>) {
-    let texts: Vec<&str> = requests
+impl Pending {
+    fn new(request: Request) -> Pending {
+        let done = Vec::with_capacity(request.texts.len());
+        Pending { request, done }
+    }
+
+    /// Sends the finished embeddings.
+    fn finish(self) {
+        let Pending { request, done } = self;
+        // A caller that stopped waiting is not an engine error.
+        let _ = request.reply.send(Ok(Embeddings { items: done }));
+    }
+}
+
+/// Embeds the next `take` texts of each request in one call and adds them to what each has; a request
+/// whose slice fails gets the error and leaves the turn.
+fn answer(embedder: &Embedder, turn: &mut Vec<(Pending, usize)>) {
+    let texts: Vec<&str> = turn
         .iter()
-        .flat_map(|request| request.texts.iter().map(String::as_str))
+        .flat_map(|(p, take)| {
+            p.request.texts[p.done.len()..p.done.len() + take]
+                .iter()
+                .map(String::as_str)
+        })
         .collect();
     let batch_texts = texts.len();
     let started = std::time::Instant::now();
@@ -281,19 +340,17 @@ fn answer(embedder: &Embedder, requests: Vec<Request>) {
     match result {
         Ok(embeddings) => {
             let mut items = embeddings.items.into_iter();
-            for request in requests {
-                let share: Vec<_> = items.by_ref().take(request.texts.len()).collect();
-                request.span.in_scope(|| {
-                    tracing::debug!(texts = share.len(), batch_texts, ?elapsed, "embedded");
+            for (p, take) in turn.iter_mut() {
+                p.done.extend(items.by_ref().take(*take));
+                p.request.span.in_scope(|| {
+                    tracing::debug!(texts = *take, batch_texts, ?elapsed, "embedded");
                 });
-                // A caller that stopped waiting is not an engine error.
-                let _ = request.reply.send(Ok(Embeddings { items: share }));
             }
         }
         Err(err) => {
             tracing::error!(error = %err, batch_texts, "embedding batch failed");
-            for request in requests {
-                let _ = request.reply.send(Err(batch_error(&err)));
+            for (p, _) in turn.drain(..) {
+                let _ = p.request.reply.send(Err(batch_error(&err)));
             }
         }
     }
