@@ -409,14 +409,14 @@ impl App {
         })
     }
 
-    /// With no `file_ids`: the tenant's files that hold the question's best chunks, best first (at most
-    /// [`MAX_BEST_FILES`]); 400 when the tenant has nothing indexed.
-    async fn best_files(
+    /// The [`SEARCH_HITS`] best chunks for `question` by hybrid search, in the tenant's files or in `ids`.
+    async fn best_chunks(
         &self,
         tenant: &str,
         question: &str,
-    ) -> Result<Vec<String>, ChatFilesError> {
-        let hits = self
+        ids: Option<Vec<String>>,
+    ) -> Result<Vec<crate::index::service::SearchResult>, ChatFilesError> {
+        Ok(self
             .search
             .search(SearchRequest {
                 query: Some(question.to_owned()),
@@ -424,10 +424,20 @@ impl App {
                 top_k: SEARCH_HITS,
                 mode: SearchMode::Hybrid,
                 similarity_threshold: None,
-                filter: filter(tenant, None, None, None, None),
+                filter: filter(tenant, ids, None, None, None),
                 fusion: crate::index::fusion::FusionConfig::default(),
             })
-            .await?;
+            .await?)
+    }
+
+    /// With no `file_ids`: the tenant's files that hold the question's best chunks, best first (at most
+    /// [`MAX_BEST_FILES`]); 400 when the tenant has nothing indexed.
+    async fn best_files(
+        &self,
+        tenant: &str,
+        question: &str,
+    ) -> Result<Vec<String>, ChatFilesError> {
+        let hits = self.best_chunks(tenant, question, None).await?;
         let mut ids: Vec<String> = Vec::new();
         for hit in hits {
             if ids.len() < MAX_BEST_FILES && !ids.contains(&hit.file.file_id) {
@@ -574,18 +584,7 @@ impl App {
         }
         let query = last_user_text(&turn.messages).to_owned();
         let ids: Vec<String> = files.iter().map(|f| f.file.id.clone()).collect();
-        let hits = self
-            .search
-            .search(SearchRequest {
-                query: Some(query.clone()),
-                query_vector: None,
-                top_k: SEARCH_HITS,
-                mode: SearchMode::Hybrid,
-                similarity_threshold: None,
-                filter: filter(tenant, Some(ids), None, None, None),
-                fusion: crate::index::fusion::FusionConfig::default(),
-            })
-            .await?;
+        let hits = self.best_chunks(tenant, &query, Some(ids)).await?;
         let mut ranked_hits: Vec<Candidate> = Vec::new();
         for hit in hits {
             let small = files
