@@ -24,8 +24,9 @@ declare -A SEEDS=(
   [csv]="csv tsv" [html]="html htm"
   [text]="txt md json xml fodt py rs js ts go java c cpp css sh sql yaml toml"
   [image]="png jpg gif bmp webp tiff" [audio]="wav mp3 flac ogg m4a aac" [chunk]="txt md csv py"
+  [multipart]="multipart"
 )
-ORDER=(pdf docx pptx odt xlsx xls ods csv html text image audio chunk)
+ORDER=(pdf docx pptx odt xlsx xls ods csv html text image audio chunk multipart)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ORDER[@]}")
 

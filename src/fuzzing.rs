@@ -107,7 +107,38 @@ pub const TARGETS: &[Target] = &[
         run: chunk,
         seeds: &["txt", "md", "csv", "py"],
     },
+    Target {
+        name: "multipart",
+        run: multipart,
+        seeds: &["multipart"],
+    },
 ];
+
+/// The boundary the multipart target's bodies use (its seeds are written with it).
+pub const MULTIPART_BOUNDARY: &str = "docpipe-fuzz";
+
+/// The upload routes' multipart parsing (poem's, over multer) on an arbitrary body: parsed or refused,
+/// never a panic, and never more file bytes than the body holds.
+pub fn multipart(data: &[u8]) {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime");
+    }
+    let read = RUNTIME.with(|rt| {
+        rt.block_on(crate::api::parse_upload_form(
+            data.to_vec(),
+            MULTIPART_BOUNDARY,
+        ))
+    });
+    if let Ok(n) = read {
+        assert!(
+            n <= data.len(),
+            "{n} file bytes from a {}-byte body",
+            data.len()
+        );
+    }
+}
 
 thread_local! {
     /// The last panic on this thread, as "message at file:line", kept by [`quiet_panics`]'s hook.

@@ -291,3 +291,29 @@ fn event_stream(
     })
     .boxed()
 }
+
+/// Parses `body` as the upload form (`multipart/form-data` with `boundary`), as the upload routes do, and
+/// reads its file part to the end: the multipart parser's fuzz entry ([`crate::fuzzing::multipart`]).
+/// The bytes of the file part, or the parse error in words.
+pub async fn parse_upload_form(body: Vec<u8>, boundary: &str) -> Result<usize, String> {
+    use poem_openapi::payload::ParsePayload as _;
+    use tokio::io::AsyncReadExt as _;
+    let (req, mut body) = poem::Request::builder()
+        .method(poem::http::Method::POST)
+        .header(
+            poem::http::header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .split();
+    let form = UploadForm::from_request(&req, &mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut file = Vec::new();
+    form.file
+        .into_async_read()
+        .read_to_end(&mut file)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(file.len())
+}

@@ -12,6 +12,7 @@ mod compression;
 mod embeddings;
 pub mod error;
 mod files;
+pub use files::parse_upload_form;
 pub mod header_deadline;
 mod json_body;
 mod keys;

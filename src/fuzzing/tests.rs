@@ -205,8 +205,29 @@ macro_rules! smoke_tests {
 }
 
 smoke_tests!(
-    pdf, docx, pptx, odt, xlsx, xls, ods, csv, html, text, image, audio, chunk
+    pdf, docx, pptx, odt, xlsx, xls, ods, csv, html, text, image, audio, chunk, multipart
 );
+
+/// The multipart target's seeds really parse as the upload routes' form, so its mutations explore the
+/// parser rather than only its first refusal; a body cut short is refused.
+#[test]
+fn multipart_seeds_parse_as_the_upload_form() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let seed = std::fs::read(fixtures().join("multipart/one-file.multipart")).expect("seed");
+    let parse = |body: Vec<u8>| {
+        rt.block_on(crate::api::parse_upload_form(
+            body,
+            super::MULTIPART_BOUNDARY,
+        ))
+    };
+    assert_eq!(
+        parse(seed.clone()),
+        Ok("The inventory holds seven pears.\n".len())
+    );
+    assert!(parse(seed[..seed.len() / 2].to_vec()).is_err());
+}
 
 /// Every target has a smoke test above, a cargo-fuzz binary and a `[[bin]]` entry, and nothing more.
 #[test]
