@@ -146,11 +146,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeaderDeadline<T> {
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         let new = &buf.filled()[before..];
         self.arm_for(new);
-        if self.deadline.is_some() {
-            let new = new.to_vec();
-            if self.scan(&new) {
-                self.deadline = None;
-            }
+        if self.deadline.is_some() && self.scan(new) {
+            self.deadline = None;
         }
         Poll::Ready(Ok(()))
     }

@@ -119,9 +119,8 @@ fn family_cpu_secs(root: u32) -> f64 {
 /// Watches the server while a case runs: /health latency and the family's peak RSS.
 struct Watch {
     stop: Arc<AtomicBool>,
-    peak_kb: Arc<AtomicU64>,
-    /// The processes of the peak sample, for the message when the budget is passed.
-    peak_parts: Arc<std::sync::Mutex<String>>,
+    /// The peak kB and its sample's processes (for the message when the budget is passed).
+    peak: Arc<std::sync::Mutex<(u64, String)>>,
     worst_health_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -129,13 +128,11 @@ struct Watch {
 impl Watch {
     fn start(server: &Server) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
-        let peak_kb = Arc::new(AtomicU64::new(0));
-        let peak_parts = Arc::new(std::sync::Mutex::new(String::new()));
+        let peak = Arc::new(std::sync::Mutex::new((0, String::new())));
         let worst_health_ms = Arc::new(AtomicU64::new(0));
         let root = server.pid();
         let health = server.url("/health");
-        let (s, p, w) = (stop.clone(), peak_kb.clone(), worst_health_ms.clone());
-        let parts = peak_parts.clone();
+        let (s, p, w) = (stop.clone(), peak.clone(), worst_health_ms.clone());
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut last_health = Instant::now() - Duration::from_secs(1);
@@ -147,12 +144,15 @@ impl Watch {
                 let now_kb: u64 = sample.iter().map(|(_, _, kb)| kb).sum();
                 let kb = now_kb.min(previous_kb);
                 previous_kb = now_kb;
-                if p.fetch_max(kb, Ordering::Relaxed) < kb {
-                    let shown: Vec<String> = sample
-                        .iter()
-                        .map(|(pid, name, kb)| format!("{name}[{pid}] {} MB", kb / 1024))
-                        .collect();
-                    *parts.lock().expect("peak parts") = shown.join(", ");
+                {
+                    let mut peak = p.lock().expect("peak");
+                    if kb > peak.0 {
+                        let shown: Vec<String> = sample
+                            .iter()
+                            .map(|(pid, name, kb)| format!("{name}[{pid}] {} MB", kb / 1024))
+                            .collect();
+                        *peak = (kb, shown.join(", "));
+                    }
                 }
                 if last_health.elapsed() > Duration::from_millis(250) {
                     last_health = Instant::now();
@@ -171,8 +171,7 @@ impl Watch {
         });
         Watch {
             stop,
-            peak_kb,
-            peak_parts,
+            peak,
             worst_health_ms,
             task,
         }
@@ -182,12 +181,8 @@ impl Watch {
     async fn finish(self) -> (u64, String, u64) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
-        let parts = self.peak_parts.lock().expect("peak parts").clone();
-        (
-            self.peak_kb.load(Ordering::Relaxed),
-            parts,
-            self.worst_health_ms.load(Ordering::Relaxed),
-        )
+        let (kb, parts) = self.peak.lock().expect("peak").clone();
+        (kb, parts, self.worst_health_ms.load(Ordering::Relaxed))
     }
 }
 

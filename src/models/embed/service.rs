@@ -238,8 +238,21 @@ struct Pending {
 }
 
 impl Pending {
+    fn new(request: Request) -> Pending {
+        let done = Vec::with_capacity(request.texts.len());
+        Pending { request, done }
+    }
+
+    /// Texts still to embed.
     fn left(&self) -> usize {
         self.request.texts.len() - self.done.len()
+    }
+
+    /// Sends the finished embeddings.
+    fn finish(self) {
+        let Pending { request, done } = self;
+        // A caller that stopped waiting is not an engine error.
+        let _ = request.reply.send(Ok(Embeddings { items: done }));
     }
 }
 
@@ -305,20 +318,6 @@ fn run_engine(
         }
     }
     tracing::debug!("embedding engine stopped");
-}
-
-impl Pending {
-    fn new(request: Request) -> Pending {
-        let done = Vec::with_capacity(request.texts.len());
-        Pending { request, done }
-    }
-
-    /// Sends the finished embeddings.
-    fn finish(self) {
-        let Pending { request, done } = self;
-        // A caller that stopped waiting is not an engine error.
-        let _ = request.reply.send(Ok(Embeddings { items: done }));
-    }
 }
 
 /// Embeds the next `take` texts of each request in one call and adds them to what each has; a request
