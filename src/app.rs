@@ -1,5 +1,5 @@
 //! The application facade: the only door from the HTTP layer (and the CLI) into the core. One file per use
-//! case (files, search, embeddings, models, chat, transcription, keys, status), each re-exporting the domain
+//! case (files, batches, search, embeddings, models, chat, transcription, keys, status), each re-exporting the domain
 //! types and errors its callers need; this file holds the [`App`] itself and the linear start-up:
 //! config -> stores -> models -> pipelines -> workers. Shutdown is the reverse: stop accepting, stop workers,
 //! join the model threads, close the database.
@@ -22,6 +22,7 @@ use crate::pipeline::{Ingest, IngestConfig, Pipelines};
 use crate::router::{Router, RouterConfig};
 use crate::store::Store;
 
+pub mod batches;
 pub mod chat;
 pub mod embeddings;
 pub mod files;
@@ -60,6 +61,8 @@ pub struct App {
     stop: tokio_util::sync::CancellationToken,
     /// The complexity router over the chat tiers.
     router: Arc<Router>,
+    /// The OpenAI batch runner's handle (wake-ups and cancels).
+    batches: crate::jobs::batches::Batches,
 }
 
 /// The background tasks [`App::start`] launched.
@@ -121,6 +124,7 @@ impl App {
             },
         );
         let router = Router::new(router_config, &chat.backends());
+        let batches = crate::jobs::batches::Batches::new(store.clone(), config.batch_concurrency);
         let asr = start_asr(&config, device).await?;
         ingest.set_asr(asr.handle());
         Ok(App {
@@ -137,6 +141,7 @@ impl App {
             asr: Arc::new(std::sync::Mutex::new(Some(asr))),
             stop: tokio_util::sync::CancellationToken::new(),
             router: Arc::new(router),
+            batches,
         })
     }
 

@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_EMBED_THREADS")]
     pub embed_threads: Option<usize>,
 
+    /// Requests of an OpenAI batch run at once. Batch work yields to interactive requests: with 1, the chat
+    /// engine interleaves one batch generation with the interactive ones.
+    #[arg(long, env = "DOCPIPE_BATCH_CONCURRENCY", default_value_t = 1)]
+    pub batch_concurrency: usize,
+
     /// Inputs allowed in one `/v1/embeddings` request (more: 400).
     #[arg(long, env = "DOCPIPE_EMBED_MAX_INPUTS", default_value_t = 2048)]
     pub embed_max_inputs: usize,
@@ -321,6 +326,9 @@ impl Config {
         }
         if self.asr_queue == 0 {
             return invalid("DOCPIPE_ASR_QUEUE", "must be greater than 0");
+        }
+        if self.batch_concurrency == 0 || self.batch_concurrency > 64 {
+            return invalid("DOCPIPE_BATCH_CONCURRENCY", "must be between 1 and 64");
         }
         if self.max_queued_files == 0 {
             return invalid("DOCPIPE_MAX_QUEUED_FILES", "must be greater than 0");

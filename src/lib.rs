@@ -11,6 +11,7 @@ pub mod config;
 pub mod extract;
 pub mod fuzzing;
 pub mod index;
+pub mod jobs;
 pub mod models;
 pub mod pipeline;
 pub mod router;

@@ -227,3 +227,62 @@ pub struct FileRecord {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// Where an OpenAI batch is in its lifecycle: `validating -> in_progress -> finalizing -> completed`, or
+/// `failed` (validation), `cancelling -> cancelled`, `expired` (not done within its completion window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    Validating,
+    Failed,
+    InProgress,
+    Finalizing,
+    Completed,
+    Expired,
+    Cancelling,
+    Cancelled,
+}
+
+impl BatchStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [BatchStatus; 8] = [
+        BatchStatus::Validating,
+        BatchStatus::Failed,
+        BatchStatus::InProgress,
+        BatchStatus::Finalizing,
+        BatchStatus::Completed,
+        BatchStatus::Expired,
+        BatchStatus::Cancelling,
+        BatchStatus::Cancelled,
+    ];
+
+    /// The snake_case name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Validating => "validating",
+            BatchStatus::Failed => "failed",
+            BatchStatus::InProgress => "in_progress",
+            BatchStatus::Finalizing => "finalizing",
+            BatchStatus::Completed => "completed",
+            BatchStatus::Expired => "expired",
+            BatchStatus::Cancelling => "cancelling",
+            BatchStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<BatchStatus> {
+        BatchStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Nothing more will happen to the batch.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            BatchStatus::Failed
+                | BatchStatus::Completed
+                | BatchStatus::Expired
+                | BatchStatus::Cancelled
+        )
+    }
+}

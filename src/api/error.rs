@@ -7,6 +7,7 @@
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
+use crate::app::batches::BatchError;
 use crate::app::chat::{ChatError, ChatFilesError, CompletionError, RouteError};
 use crate::app::embeddings::{EmbedError, EmbeddingsError};
 use crate::app::files::{DetectError, ExtractError, FileOpError, RETRY_AFTER_SECS, UploadError};
@@ -49,6 +50,8 @@ pub enum ErrorCode {
     KeyNotFound,
     NotAudio,
     InvalidAudio,
+    BatchNotFound,
+    BatchNotCancellable,
 }
 
 /// Status, OpenAI error type and code of an [`ErrorCode`].
@@ -92,6 +95,10 @@ impl ErrorCode {
             ErrorCode::KeyNotFound => (404, "not_found_error", "key_not_found"),
             ErrorCode::NotAudio => (422, "invalid_request_error", "not_audio"),
             ErrorCode::InvalidAudio => (422, "invalid_request_error", "invalid_audio"),
+            ErrorCode::BatchNotFound => (404, "not_found_error", "batch_not_found"),
+            ErrorCode::BatchNotCancellable => {
+                (409, "invalid_request_error", "batch_not_cancellable")
+            }
         };
         ErrorSpec { status, kind, code }
     }
@@ -152,11 +159,11 @@ pub enum ApiError {
     /// The API key lacks the scope this operation needs (`read` < `write` < `admin`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
-    /// No such file (also for ids that belong to someone else), model or route.
+    /// No such file or batch (also for ids that belong to someone else), model or route.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
     /// The file is not ready yet (still queued or processing after the request's wait; `Retry-After` says
-    /// when to ask again) or failed (no `Retry-After`).
+    /// when to ask again) or failed (no `Retry-After`); or the batch has finished and cannot be cancelled.
     #[oai(status = 409)]
     Conflict(
         Json<ErrorBody>,
@@ -227,8 +234,11 @@ impl ApiError {
             ErrorCode::FileNotFound
             | ErrorCode::ModelNotFound
             | ErrorCode::RouteNotFound
-            | ErrorCode::KeyNotFound => ApiError::NotFound(body),
-            ErrorCode::FileNotReady => ApiError::Conflict(body, None),
+            | ErrorCode::KeyNotFound
+            | ErrorCode::BatchNotFound => ApiError::NotFound(body),
+            ErrorCode::FileNotReady | ErrorCode::BatchNotCancellable => {
+                ApiError::Conflict(body, None)
+            }
             ErrorCode::FileTooLarge | ErrorCode::BodyTooLarge | ErrorCode::TooManyTokens => {
                 ApiError::PayloadTooLarge(body)
             }
@@ -285,6 +295,27 @@ impl From<KeyError> for ApiError {
                 ApiError::with_param(ErrorCode::InsufficientScope, e.to_string(), Some("tenant"))
             }
             KeyError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(e: BatchError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            BatchError::NotFound(_) => {
+                ApiError::with_param(ErrorCode::BatchNotFound, message, Some("batch_id"))
+            }
+            BatchError::InputNotFound(_) => {
+                ApiError::with_param(ErrorCode::FileNotFound, message, Some("input_file_id"))
+            }
+            BatchError::Invalid { param, .. } => {
+                ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
+            }
+            BatchError::NotCancellable(_) => {
+                ApiError::with_param(ErrorCode::BatchNotCancellable, message, Some("batch_id"))
+            }
+            BatchError::Store(e) => ApiError::internal(&e),
         }
     }
 }
@@ -565,6 +596,8 @@ mod tests {
         ErrorCode::KeyNotFound,
         ErrorCode::NotAudio,
         ErrorCode::InvalidAudio,
+        ErrorCode::BatchNotFound,
+        ErrorCode::BatchNotCancellable,
     ];
 
     /// Every code's response has the status its table row gives (405 only comes from the edge middleware;

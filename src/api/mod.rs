@@ -3,6 +3,9 @@
 
 mod analyze;
 mod audio;
+mod batch_exec;
+pub use batch_exec::executor as batch_executor;
+mod batches;
 pub mod auth;
 mod chat;
 mod chat_files;
@@ -66,6 +69,7 @@ type Apis = (
     keys::KeysApi,
     monitoring::MonitoringApi,
     audio::AudioApi,
+    batches::BatchesApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -82,6 +86,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         keys::KeysApi { app: app.clone() },
         monitoring::MonitoringApi { app: app.clone() },
         audio::AudioApi { app: app.clone() },
+        batches::BatchesApi { app: app.clone() },
     );
     described(OpenApiService::new(apis, TITLE, env!("CARGO_PKG_VERSION")))
 }

@@ -24,7 +24,8 @@ pub async fn run(settings: Config) -> anyhow::Result<ExitCode> {
              this port. Set one before exposing the server beyond this machine."
         );
     }
-    let running = app.start().await?;
+    let mut running = app.start().await?;
+    app.start_batches(&mut running, api::batch_executor(&app));
     let addr = app.config().listen_addr();
     let acceptor = poem::listener::TcpListener::bind(addr.clone())
         .into_acceptor()

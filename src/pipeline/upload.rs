@@ -47,7 +47,7 @@ impl Ingest {
     ) -> Result<FileRecord, UploadError> {
         let shared = &self.shared;
         let queued = shared.store.count_queued().await?;
-        if queued >= shared.config.max_queued {
+        if queued >= shared.config.max_queued && !crate::store::is_data_purpose(req.purpose) {
             return Err(UploadError::Overloaded { queued });
         }
         let limit = shared.config.max_file_size;

@@ -23,6 +23,15 @@ pub struct NewFile<'a> {
     pub purpose: Option<&'a str>,
 }
 
+/// Purposes of files that are data for the service (batch input and output), not documents: they are
+/// stored and ready at once, never extracted, chunked or indexed.
+pub const DATA_PURPOSES: [&str; 2] = ["batch", "batch_output"];
+
+/// True for a purpose in [`DATA_PURPOSES`].
+pub fn is_data_purpose(purpose: Option<&str>) -> bool {
+    purpose.is_some_and(|p| DATA_PURPOSES.contains(&p))
+}
+
 /// The purpose of a file uploaded without one (through the pipeline API), as the OpenAI Files API shows it.
 pub const DEFAULT_PURPOSE: &str = "user_data";
 
@@ -85,7 +94,7 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Inserts a `queued` file record. When the content was already extracted (`doc_key` has an extraction),
+    /// Inserts a `queued` file record (a `ready` one for a [data purpose](is_data_purpose)). When the content was already extracted (`doc_key` has an extraction),
     /// or another file with it is queued, processing or ready, the file is marked deduplicated: a worker
     /// claims it only once no twin is processing ([`claim_next`](Self::claim_next)) and then only indexes
     /// the stored chunks under the new file.
@@ -100,7 +109,11 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .is_some();
-        let status = FileStatus::Queued;
+        let (status, extracted) = if is_data_purpose(new.purpose) {
+            (FileStatus::Ready, false)
+        } else {
+            (FileStatus::Queued, extracted)
+        };
         sqlx::query(
             "INSERT INTO files (id, tenant, filename, content_type, format, category, size, sha256, doc_key, purpose, \
              status, deduplicated, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -6,6 +6,7 @@
 //! acknowledged upload has its bytes on disk. Blobs left without a record by a crash are removed at start.
 //! One process at a time: opening takes the directory's lock ([`lock`]) before the database.
 
+mod batches;
 mod blobs;
 mod chunks;
 mod documents;
@@ -22,9 +23,10 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use batches::{BatchRequest, BatchResult, BatchRow, NewBatch};
 pub use blobs::{BlobStore, StagedBlob};
 pub use chunks::{FileChunk, StoredChunk, chunk_id, parse_chunk_id};
-pub use files::{DEFAULT_PURPOSE, FileFilter, NewFile};
+pub use files::{DATA_PURPOSES, DEFAULT_PURPOSE, FileFilter, NewFile, is_data_purpose};
 pub use keys::KeyRow;
 
 /// How long a writer waits for SQLite's lock before failing.

@@ -1,0 +1,4 @@
+//! Durable background work that outlives the request that started it: OpenAI batches. State lives in the
+//! store, so a restart resumes where the work was.
+
+pub mod batches;
