@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use poem::http::Method;
 use poem::endpoint::BoxEndpoint;
+use poem::http::Method;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Request};
 use serde_json::json;
 
@@ -25,7 +25,12 @@ struct InProcess {
 /// The executor the batch runner uses.
 pub fn executor(app: &App) -> Arc<dyn Executor> {
     Arc::new(InProcess {
-        routes: Arc::new(super::service(app).into_endpoint().map_to_response().boxed()),
+        routes: Arc::new(
+            super::service(app)
+                .into_endpoint()
+                .map_to_response()
+                .boxed(),
+        ),
     })
 }
 
@@ -46,13 +51,15 @@ impl Executor for InProcess {
                 root: false,
             });
             let resp = REQUEST_ID
-                .scope(call.request_id, async move { routes.get_response(req).await })
+                .scope(
+                    call.request_id,
+                    async move { routes.get_response(req).await },
+                )
                 .await;
             let status = resp.status().as_u16();
             let body = match resp.into_body().into_bytes_limit(MAX_ANSWER_BYTES).await {
-                Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_else(|_| {
-                    json!({"text": String::from_utf8_lossy(&bytes)})
-                }),
+                Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .unwrap_or_else(|_| json!({"text": String::from_utf8_lossy(&bytes)})),
                 Err(e) => json!({"error": {"message": format!("the answer could not be read: {e}"),
                     "type": "server_error", "code": "internal_error"}}),
             };

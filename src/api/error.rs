@@ -52,6 +52,7 @@ pub enum ErrorCode {
     InvalidAudio,
     BatchNotFound,
     BatchNotCancellable,
+    NotExtracted,
 }
 
 /// Status, OpenAI error type and code of an [`ErrorCode`].
@@ -95,6 +96,7 @@ impl ErrorCode {
             ErrorCode::KeyNotFound => (404, "not_found_error", "key_not_found"),
             ErrorCode::NotAudio => (422, "invalid_request_error", "not_audio"),
             ErrorCode::InvalidAudio => (422, "invalid_request_error", "invalid_audio"),
+            ErrorCode::NotExtracted => (409, "invalid_request_error", "not_extracted"),
             ErrorCode::BatchNotFound => (404, "not_found_error", "batch_not_found"),
             ErrorCode::BatchNotCancellable => {
                 (409, "invalid_request_error", "batch_not_cancellable")
@@ -236,7 +238,7 @@ impl ApiError {
             | ErrorCode::RouteNotFound
             | ErrorCode::KeyNotFound
             | ErrorCode::BatchNotFound => ApiError::NotFound(body),
-            ErrorCode::FileNotReady | ErrorCode::BatchNotCancellable => {
+            ErrorCode::FileNotReady | ErrorCode::BatchNotCancellable | ErrorCode::NotExtracted => {
                 ApiError::Conflict(body, None)
             }
             ErrorCode::FileTooLarge | ErrorCode::BodyTooLarge | ErrorCode::TooManyTokens => {
@@ -357,6 +359,9 @@ impl From<FileOpError> for ApiError {
             }
             FileOpError::NotReady { .. } => {
                 ApiError::with_param(ErrorCode::FileNotReady, message, Some("file_id"))
+            }
+            FileOpError::NotExtracted { .. } => {
+                ApiError::with_param(ErrorCode::NotExtracted, message, Some("file_id"))
             }
             FileOpError::Store(e) => ApiError::internal(&e),
         }
@@ -598,6 +603,7 @@ mod tests {
         ErrorCode::InvalidAudio,
         ErrorCode::BatchNotFound,
         ErrorCode::BatchNotCancellable,
+        ErrorCode::NotExtracted,
     ];
 
     /// Every code's response has the status its table row gives (405 only comes from the edge middleware;

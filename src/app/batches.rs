@@ -119,7 +119,9 @@ impl App {
                 format!(
                     "input_file_id: file {} was uploaded with purpose {:?}; a batch reads a JSONL file uploaded with purpose \"{INPUT_PURPOSE}\"",
                     file.id,
-                    file.purpose.as_deref().unwrap_or(crate::store::DEFAULT_PURPOSE)
+                    file.purpose
+                        .as_deref()
+                        .unwrap_or(crate::store::DEFAULT_PURPOSE)
                 ),
                 "input_file_id",
             ));

@@ -29,6 +29,8 @@ pub const ENDPOINTS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v
 pub const COMPLETION_WINDOW: &str = "24h";
 /// How long [`COMPLETION_WINDOW`] is.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Where a chat line that names `file_ids` goes: chat with files, which answers with its `sources`.
+pub const FILE_CHAT_ROUTE: &str = "/api/v1/chat/multimodal";
 /// Most requests in one batch (OpenAI's limit).
 pub const MAX_REQUESTS: usize = 50_000;
 /// Longest `custom_id`.
@@ -89,7 +91,8 @@ impl LineError {
 
 /// Parses and checks a batch input file against the batch's endpoint: every line a JSON object with a
 /// unique non-empty `custom_id`, `method` `POST`, `url` equal to the endpoint and an object `body` that
-/// does not ask for streaming. Blank lines are skipped. All or nothing: any error fails the whole batch.
+/// does not ask for streaming. Blank lines are skipped. A chat line with `file_ids` runs as chat with
+/// those files ([`FILE_CHAT_ROUTE`]). All or nothing: any error fails the whole batch.
 pub fn parse_requests(input: &[u8], endpoint: &str) -> Result<Vec<BatchRequest>, Vec<LineError>> {
     let mut requests = Vec::new();
     let mut errors = Vec::new();
@@ -218,10 +221,19 @@ fn parse_line(raw: &[u8], line: u64, endpoint: &str) -> Result<BatchRequest, Lin
             Some("body.stream"),
         ));
     }
+    let names_files = body
+        .get("file_ids")
+        .and_then(Value::as_array)
+        .is_some_and(|ids| !ids.is_empty());
+    let url = if endpoint == ENDPOINTS[0] && names_files {
+        FILE_CHAT_ROUTE
+    } else {
+        endpoint
+    };
     Ok(BatchRequest {
         line,
         custom_id,
-        url: endpoint.to_owned(),
+        url: url.to_owned(),
         body: Value::Object(body).to_string(),
     })
 }
@@ -561,7 +573,8 @@ mod tests {
             "not json".into(),
             line("a"),
             json!({"custom_id": "c", "method": "GET", "url": CHAT, "body": {}}).to_string(),
-            json!({"custom_id": "d", "method": "POST", "url": "/v1/embeddings", "body": {}}).to_string(),
+            json!({"custom_id": "d", "method": "POST", "url": "/v1/embeddings", "body": {}})
+                .to_string(),
             json!({"custom_id": "e", "method": "POST", "url": CHAT}).to_string(),
             json!({"custom_id": "f", "method": "POST", "url": CHAT, "body": {"stream": true}})
                 .to_string(),
@@ -586,12 +599,25 @@ mod tests {
     }
 
     #[test]
+    fn a_chat_line_naming_files_runs_as_chat_with_files() {
+        let with_files = json!({"custom_id": "q", "method": "POST", "url": CHAT,
+            "body": {"messages": [], "file_ids": ["file-1"]}})
+        .to_string();
+        let requests =
+            parse_requests(format!("{}\n{with_files}", line("a")).as_bytes(), CHAT).unwrap();
+        assert_eq!(requests[0].url, CHAT);
+        assert_eq!(requests[1].url, FILE_CHAT_ROUTE);
+    }
+
+    #[test]
     fn an_empty_file_and_too_many_requests_fail() {
         let empty = parse_requests(b"\n \n", CHAT).unwrap_err();
         assert_eq!(empty[0].code, "empty_file");
         let many = vec![line("x"); 1].join("\n");
         assert!(parse_requests(many.as_bytes(), CHAT).is_ok());
-        let too_many: String = (0..=MAX_REQUESTS).map(|i| line(&i.to_string()) + "\n").collect();
+        let too_many: String = (0..=MAX_REQUESTS)
+            .map(|i| line(&i.to_string()) + "\n")
+            .collect();
         let errors = parse_requests(too_many.as_bytes(), CHAT).unwrap_err();
         assert_eq!(errors.last().unwrap().code, "too_many_requests");
         assert_eq!(errors.last().unwrap().line, Some(MAX_REQUESTS as u64 + 1));
@@ -601,6 +627,9 @@ mod tests {
     fn result_ids_are_fixed_per_batch_and_line() {
         assert_eq!(request_id("batch_abc", 7), "batch_req_abc_7");
         assert_eq!(result_file_id("batch_abc", true), "file-abcout");
-        assert_ne!(result_file_id("batch_abc", false), result_file_id("batch_abc", true));
+        assert_ne!(
+            result_file_id("batch_abc", false),
+            result_file_id("batch_abc", true)
+        );
     }
 }

@@ -76,6 +76,11 @@ pub enum FileOpError {
     /// The file has no extraction result yet (or failed).
     #[error("file {id} is {status}, not ready")]
     NotReady { id: String, status: &'static str },
+    /// The file is data (batch input or output), stored but never extracted.
+    #[error(
+        "file {id} was uploaded with purpose {purpose}: it is data, not a document, and has no extracted text; read its bytes from /v1/files/{id}/content"
+    )]
+    NotExtracted { id: String, purpose: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -194,6 +199,12 @@ impl Ingest {
             return Err(FileOpError::NotReady {
                 id: id.to_owned(),
                 status: file.status.as_str(),
+            });
+        }
+        if crate::store::is_data_purpose(file.purpose.as_deref()) {
+            return Err(FileOpError::NotExtracted {
+                id: id.to_owned(),
+                purpose: file.purpose.unwrap_or_default(),
             });
         }
         let doc = self

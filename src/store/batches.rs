@@ -347,7 +347,8 @@ impl Store {
             .map(|r| {
                 Ok((
                     u64::try_from(r.try_get::<i64, _>("line")?).unwrap_or_default(),
-                    r.try_get::<Option<String>, _>("result")?.unwrap_or_default(),
+                    r.try_get::<Option<String>, _>("result")?
+                        .unwrap_or_default(),
                 ))
             })
             .collect()

@@ -4,6 +4,7 @@
 mod api_errors;
 mod audio;
 mod auth;
+mod batches;
 mod chat;
 mod chat_files;
 mod chat_first_use;

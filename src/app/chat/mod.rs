@@ -117,6 +117,9 @@ impl From<FileOpError> for ChatFilesError {
                 progress: None,
                 waited: Duration::ZERO,
             },
+            e @ FileOpError::NotExtracted { .. } => {
+                ChatFilesError::BadRequest(e.to_string(), "file_ids")
+            }
             FileOpError::Store(e) => ChatFilesError::Store(e),
         }
     }
