@@ -120,6 +120,9 @@ bash bench/qa/run.sh
 # Chat while the server ingests: the thread defaults keep chat responsive on small machines.
 bash bench/mixed_load.sh
 
+# OpenAI batches: requests/s against the same requests one by one; interactive chat latency while a batch runs.
+bash bench/batch.sh
+
 # Chat with files: upload-then-first-token for a 10-page PDF, against pdftotext + llama.cpp on the same prompt.
 bash bench/chat_files.sh
 bash bench/soak/run.sh

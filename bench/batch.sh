@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Batch throughput against the same requests one by one, and interactive chat latency while a batch runs
+# (bench/batch.py with the official openai client from .venv-test); JSON to target/bench/batch.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/docpipe}
+OUT=target/bench
+mkdir -p "$OUT"
+source bench/server.sh
+trap stop_server EXIT
+start_server RATE_LIMIT_REQUESTS=0
+BASE=$base .venv-test/bin/python bench/batch.py "$OUT/batch.json"
