@@ -12,6 +12,8 @@ APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tess
 APT_TEST_PACKAGES := python3-venv prometheus
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
+# The Standard Webhooks reference library: the tests' webhook receiver verifies every signature with it.
+STANDARD_WEBHOOKS := standardwebhooks==1.3.0
 # Property-based contract test of the OpenAPI document against the running server (tests/contract/).
 SCHEMATHESIS := schemathesis==4.32.5
 
@@ -45,6 +47,8 @@ test-deps:
 	fi
 	@.venv-test/bin/python -c 'import openai' 2>/dev/null || { \
 	  python3 -m venv .venv-test && .venv-test/bin/pip install -q --disable-pip-version-check '$(OPENAI_CLIENT)'; }
+	@.venv-test/bin/python -c 'import standardwebhooks' 2>/dev/null || \
+	  .venv-test/bin/pip install -q --disable-pip-version-check '$(STANDARD_WEBHOOKS)'
 	@[ "$$(.venv-test/bin/schemathesis --version 2>/dev/null)" = "schemathesis, version $(subst schemathesis==,,$(SCHEMATHESIS))" ] || \
 	  .venv-test/bin/pip install -q --disable-pip-version-check '$(SCHEMATHESIS)'
 

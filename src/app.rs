@@ -1,5 +1,5 @@
 //! The application facade: the only door from the HTTP layer (and the CLI) into the core. One file per use
-//! case (files, batches, search, embeddings, models, chat, transcription, keys, status), each re-exporting the domain
+//! case (files, batches, webhooks, search, embeddings, models, chat, transcription, keys, status), each re-exporting the domain
 //! types and errors its callers need; this file holds the [`App`] itself and the linear start-up:
 //! config -> stores -> models -> pipelines -> workers. Shutdown is the reverse: stop accepting, stop workers,
 //! join the model threads, close the database.
@@ -31,6 +31,7 @@ pub mod models;
 pub mod search;
 pub mod status;
 pub mod transcription;
+pub mod webhooks;
 
 /// Everything a request handler may use, behind methods (one file per use case).
 #[derive(Clone)]
@@ -63,6 +64,8 @@ pub struct App {
     router: Arc<Router>,
     /// The OpenAI batch runner's handle (wake-ups and cancels).
     batches: crate::jobs::batches::Batches,
+    /// The webhook delivery worker's handle (address policy, wake-ups).
+    webhooks: crate::jobs::webhooks::Webhooks,
 }
 
 /// The background tasks [`App::start`] launched.
@@ -125,6 +128,13 @@ impl App {
         );
         let router = Router::new(router_config, &chat.backends());
         let batches = crate::jobs::batches::Batches::new(store.clone(), config.batch_concurrency);
+        let webhooks = crate::jobs::webhooks::Webhooks::new(
+            store.clone(),
+            crate::jobs::webhooks::AddressPolicy::parse(&config.webhook_allow_private)
+                .map_err(anyhow::Error::msg)?,
+            crate::jobs::webhooks::parse_schedule(&config.webhook_retry_schedule)
+                .map_err(anyhow::Error::msg)?,
+        );
         let asr = start_asr(&config, device).await?;
         ingest.set_asr(asr.handle());
         Ok(App {
@@ -142,14 +152,20 @@ impl App {
             stop: tokio_util::sync::CancellationToken::new(),
             router: Arc::new(router),
             batches,
+            webhooks,
         })
     }
 
-    /// Repairs the indexes against the store, then starts the ingestion workers and the index saver.
+    /// Repairs the indexes against the store, then starts the ingestion workers, the webhook deliveries and
+    /// the index saver.
     pub async fn start(&self) -> anyhow::Result<Running> {
         let repair = self.search.check_consistency().await?;
         tracing::info!(?repair, "search indexes checked against the store");
-        let workers = self.ingest.start().await?;
+        let mut workers = self.ingest.start().await?;
+        workers.push(
+            self.webhooks
+                .spawn(self.ingest.subscribe(), self.stop.clone()),
+        );
         let saver = self.search.spawn_saver(self.stop.clone());
         Ok(Running { workers, saver })
     }

@@ -84,6 +84,16 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_BATCH_CONCURRENCY", default_value_t = 1)]
     pub batch_concurrency: usize,
 
+    /// Webhook deliveries to private, loopback and other reserved addresses: empty (refused, the default),
+    /// `1` (all allowed), or a comma-separated list of CIDRs allowed.
+    #[arg(long, env = "DOCPIPE_WEBHOOK_ALLOW_PRIVATE", default_value = "")]
+    pub webhook_allow_private: String,
+
+    /// Delays between webhook delivery attempts (after the first), e.g. `5s,5m,30m,2h,5h,10h,10h` (about a
+    /// day, the default); a delivery that fails them all disables its endpoint.
+    #[arg(long, env = "DOCPIPE_WEBHOOK_RETRY_SCHEDULE", default_value = crate::jobs::webhooks::DEFAULT_SCHEDULE)]
+    pub webhook_retry_schedule: String,
+
     /// Inputs allowed in one `/v1/embeddings` request (more: 400).
     #[arg(long, env = "DOCPIPE_EMBED_MAX_INPUTS", default_value_t = 2048)]
     pub embed_max_inputs: usize,
@@ -326,6 +336,12 @@ impl Config {
         }
         if self.asr_queue == 0 {
             return invalid("DOCPIPE_ASR_QUEUE", "must be greater than 0");
+        }
+        if let Err(e) = crate::jobs::webhooks::AddressPolicy::parse(&self.webhook_allow_private) {
+            return invalid("DOCPIPE_WEBHOOK_ALLOW_PRIVATE", &e);
+        }
+        if let Err(e) = crate::jobs::webhooks::parse_schedule(&self.webhook_retry_schedule) {
+            return invalid("DOCPIPE_WEBHOOK_RETRY_SCHEDULE", &e);
         }
         if self.batch_concurrency == 0 || self.batch_concurrency > 64 {
             return invalid("DOCPIPE_BATCH_CONCURRENCY", "must be between 1 and 64");

@@ -16,6 +16,7 @@ use crate::app::search::SearchError;
 use crate::app::transcription::{
     AsrError, ClipError, TranscribeError, TranscriptError, TranscriptionError,
 };
+use crate::app::webhooks::WebhookError;
 use crate::auth::AuthError;
 
 tokio::task_local! {
@@ -53,6 +54,8 @@ pub enum ErrorCode {
     BatchNotFound,
     BatchNotCancellable,
     NotExtracted,
+    WebhookNotFound,
+    DeliveryNotFound,
 }
 
 /// Status, OpenAI error type and code of an [`ErrorCode`].
@@ -96,6 +99,8 @@ impl ErrorCode {
             ErrorCode::KeyNotFound => (404, "not_found_error", "key_not_found"),
             ErrorCode::NotAudio => (422, "invalid_request_error", "not_audio"),
             ErrorCode::InvalidAudio => (422, "invalid_request_error", "invalid_audio"),
+            ErrorCode::WebhookNotFound => (404, "not_found_error", "webhook_not_found"),
+            ErrorCode::DeliveryNotFound => (404, "not_found_error", "delivery_not_found"),
             ErrorCode::NotExtracted => (409, "invalid_request_error", "not_extracted"),
             ErrorCode::BatchNotFound => (404, "not_found_error", "batch_not_found"),
             ErrorCode::BatchNotCancellable => {
@@ -161,7 +166,7 @@ pub enum ApiError {
     /// The API key lacks the scope this operation needs (`read` < `write` < `admin`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
-    /// No such file or batch (also for ids that belong to someone else), model or route.
+    /// No such file, batch or webhook (also for ids that belong to someone else), model or route.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
     /// The file is not ready yet (still queued or processing after the request's wait; `Retry-After` says
@@ -237,7 +242,9 @@ impl ApiError {
             | ErrorCode::ModelNotFound
             | ErrorCode::RouteNotFound
             | ErrorCode::KeyNotFound
-            | ErrorCode::BatchNotFound => ApiError::NotFound(body),
+            | ErrorCode::BatchNotFound
+            | ErrorCode::WebhookNotFound
+            | ErrorCode::DeliveryNotFound => ApiError::NotFound(body),
             ErrorCode::FileNotReady | ErrorCode::BatchNotCancellable | ErrorCode::NotExtracted => {
                 ApiError::Conflict(body, None)
             }
@@ -318,6 +325,24 @@ impl From<BatchError> for ApiError {
                 ApiError::with_param(ErrorCode::BatchNotCancellable, message, Some("batch_id"))
             }
             BatchError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            WebhookError::NotFound(_) => {
+                ApiError::with_param(ErrorCode::WebhookNotFound, message, Some("webhook_id"))
+            }
+            WebhookError::DeliveryNotFound(_) => {
+                ApiError::with_param(ErrorCode::DeliveryNotFound, message, Some("delivery_id"))
+            }
+            WebhookError::Invalid { param, .. } => {
+                ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
+            }
+            WebhookError::Store(e) => ApiError::internal(&e),
         }
     }
 }
@@ -604,6 +629,8 @@ mod tests {
         ErrorCode::BatchNotFound,
         ErrorCode::BatchNotCancellable,
         ErrorCode::NotExtracted,
+        ErrorCode::WebhookNotFound,
+        ErrorCode::DeliveryNotFound,
     ];
 
     /// Every code's response has the status its table row gives (405 only comes from the edge middleware;

@@ -27,6 +27,7 @@ mod search;
 mod spec;
 mod system;
 pub mod types;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub enum ApiTags {
     System,
     /// API keys (admin).
     Keys,
+    /// Signed event callbacks (Standard Webhooks), per tenant (admin).
+    Webhooks,
 }
 
 type Apis = (
@@ -70,6 +73,7 @@ type Apis = (
     monitoring::MonitoringApi,
     audio::AudioApi,
     batches::BatchesApi,
+    webhooks::WebhooksApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -87,6 +91,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         monitoring::MonitoringApi { app: app.clone() },
         audio::AudioApi { app: app.clone() },
         batches::BatchesApi { app: app.clone() },
+        webhooks::WebhooksApi { app: app.clone() },
     );
     described(OpenApiService::new(apis, TITLE, env!("CARGO_PKG_VERSION")))
 }

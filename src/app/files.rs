@@ -91,7 +91,10 @@ impl App {
     /// Deletes a file, its chunks from both indexes and, when no other file shares them, its blob.
     #[instrument(skip(self))]
     pub async fn delete_file(&self, tenant: &str, id: &str) -> Result<FileRecord, FileOpError> {
-        self.ingest.delete(tenant, id).await
+        let deleted = self.ingest.delete(tenant, id).await?;
+        // The deletion's `file.deleted` deliveries are in the outbox now.
+        self.webhooks.wake();
+        Ok(deleted)
     }
 
     /// Subscribes to file events (all tenants; filter by `tenant` and `file_id`). Subscribe before reading

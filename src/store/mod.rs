@@ -14,6 +14,7 @@ pub use documents::doc_key;
 mod files;
 mod keys;
 mod lock;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -28,6 +29,7 @@ pub use blobs::{BlobStore, StagedBlob};
 pub use chunks::{FileChunk, StoredChunk, chunk_id, parse_chunk_id};
 pub use files::{DATA_PURPOSES, DEFAULT_PURPOSE, FileFilter, NewFile, is_data_purpose};
 pub use keys::KeyRow;
+pub use webhooks::{Attempt, DeliveryRow, WebhookRow};
 
 /// How long a writer waits for SQLite's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

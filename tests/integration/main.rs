@@ -21,3 +21,4 @@ mod openapi;
 mod restart;
 mod router;
 mod search;
+mod webhooks;

@@ -1,0 +1,261 @@
+//! Webhooks against the real server: a loopback receiver verifies every delivery with the `standardwebhooks`
+//! Python package, sees `file.ready` for each upload (also those that became ready while it was down: the
+//! retries), `file.deleted`, both signatures during a secret rotation; unsafe URLs are refused.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::Server;
+
+/// The receiver process (killed on drop).
+struct Receiver {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Receiver {
+    fn start(port: u16, secret: &str, out: &Path) -> Receiver {
+        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/webhook_receiver.py");
+        let child = std::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(secret)
+            .arg(out)
+            .spawn()
+            .expect("start the receiver (run `make test-deps`)");
+        // Wait until it listens.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Receiver {
+            child,
+            out: out.to_owned(),
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    /// Waits until a verified event of `kind` about `id` arrived; returns it.
+    async fn wait_for(&self, kind: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(r) = self
+                .records()
+                .into_iter()
+                .find(|r| r["type"] == kind && r["data"]["id"] == id)
+            {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} for {id}: {:?}",
+                self.records()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn signed_events_reach_the_receiver_also_after_it_was_down() {
+    let server = Server::start_with(&[
+        ("DOCPIPE_WEBHOOK_ALLOW_PRIVATE", "127.0.0.0/8"),
+        ("DOCPIPE_WEBHOOK_RETRY_SCHEDULE", "500ms,1s,1s,2s,2s,3s,5s"),
+    ])
+    .await;
+    let port = free_port();
+    let (status, hook) = server
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"),
+                    "events": ["file.ready", "file.failed", "file.deleted"], "description": "test"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let secret = hook["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("whsec_"), "{hook}");
+    let id = hook["id"].as_str().expect("id").to_owned();
+    // The secret is shown once: never in reads.
+    let (_, listed) = server.get("/api/v1/webhooks").await;
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert!(listed["data"][0].get("secret").is_none(), "{listed}");
+
+    let out = server.data_dir.with_extension("webhooks.jsonl");
+    let mut receiver = Receiver::start(port, &secret, &out);
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let f = server
+            .upload_and_wait(&format!("n{i}.txt"), format!("note {i}").into_bytes())
+            .await;
+        files.push(f["id"].as_str().expect("id").to_owned());
+    }
+    for f in &files {
+        let got = receiver.wait_for("file.ready", f).await;
+        assert_eq!(got["verified"], true, "{got}");
+        assert_eq!(got["data"]["status"], "ready", "{got}");
+    }
+
+    // Down: the event waits in the outbox and is retried until the receiver is back.
+    receiver.stop();
+    let late = server
+        .upload_and_wait("late.txt", b"late note".to_vec())
+        .await;
+    let late = late["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed_once = loop {
+        let (_, ds) = server
+            .get(&format!("/api/v1/webhooks/{id}/deliveries"))
+            .await;
+        let d = ds["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|d| {
+                d["payload"]["data"]["id"] == late.as_str() && d["attempts"].as_u64() >= Some(1)
+            })
+            .cloned();
+        if let Some(d) = d {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no failed attempt: {ds}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed_once["status"], "pending", "{failed_once}");
+    assert!(
+        failed_once["last_error"].as_str().is_some(),
+        "{failed_once}"
+    );
+    assert!(failed_once["next_attempt_at"].is_string(), "{failed_once}");
+    let receiver = Receiver::start(port, &secret, &out);
+    let got = receiver.wait_for("file.ready", &late).await;
+    assert_eq!(got["verified"], true, "{got}");
+
+    // Deleting a file is an event too.
+    let (status, _) = server.delete(&format!("/api/v1/files/{}", files[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    receiver.wait_for("file.deleted", &files[0]).await;
+
+    // Rotation: the old secret keeps verifying during the grace period (two signatures are sent).
+    let (status, rotated) = server
+        .post_json(
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            &json!({"grace_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_ne!(rotated["secret"], secret.as_str());
+    let f = server
+        .upload_and_wait("rotated.txt", b"after rotation".to_vec())
+        .await;
+    let got = receiver
+        .wait_for("file.ready", f["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(
+        (got["verified"].clone(), got["signatures"].clone()),
+        (json!(true), json!(2)),
+        "{got}"
+    );
+    // Every delivery the receiver saw verified, and the deliveries list says how each went.
+    assert!(receiver.records().iter().all(|r| r["verified"] == true));
+    let (_, ds) = server
+        .get(&format!("/api/v1/webhooks/{id}/deliveries"))
+        .await;
+    let delivered: Vec<&Value> = ds["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|d| d["status"] == "delivered")
+        .collect();
+    assert!(delivered.len() >= 5, "{ds}");
+    assert!(
+        delivered.iter().all(|d| d["last_status_code"] == 204),
+        "{ds}"
+    );
+    // Figures for the README: delivery latency of events delivered at their first attempt.
+    let mut latencies: Vec<i64> = delivered
+        .iter()
+        .filter(|d| d["attempts"] == 1)
+        .map(|d| {
+            let at = |k: &str| {
+                chrono::DateTime::parse_from_rfc3339(d[k].as_str().expect("time"))
+                    .expect("rfc3339")
+                    .timestamp_millis()
+            };
+            at("delivered_at") - at("created_at")
+        })
+        .collect();
+    latencies.sort_unstable();
+    eprintln!("webhook delivery latency (first attempts, ms): {latencies:?}");
+}
+
+#[tokio::test]
+async fn unsafe_webhook_urls_are_refused() {
+    let server = Server::start().await;
+    for url in [
+        "http://127.0.0.1:9/x",
+        "http://localhost/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/x",
+        "http://[::1]/x",
+        "http://user:pw@example.com/x",
+        "ftp://example.com/x",
+        "not a url",
+    ] {
+        let (status, body) = server
+            .post_json(
+                "/api/v1/webhooks",
+                &json!({"url": url, "events": ["file.ready"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+        assert_eq!(body["error"]["param"], "url", "{url}: {body}");
+    }
+    let (status, body) = server
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": "https://example.com/x", "events": ["file.exploded"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (StatusCode::BAD_REQUEST, &json!("events")),
+        "{body}"
+    );
+    let (status, body) = server.get("/api/v1/webhooks/wh_nope/deliveries").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("webhook_not_found")),
+        "{body}"
+    );
+}
