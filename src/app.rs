@@ -127,13 +127,17 @@ impl App {
             },
         );
         let router = Router::new(router_config, &chat.backends());
-        let batches = crate::jobs::batches::Batches::new(store.clone(), config.batch_concurrency);
         let webhooks = crate::jobs::webhooks::Webhooks::new(
             store.clone(),
             crate::jobs::webhooks::AddressPolicy::parse(&config.webhook_allow_private)
                 .map_err(anyhow::Error::msg)?,
             crate::jobs::webhooks::parse_schedule(&config.webhook_retry_schedule)
                 .map_err(anyhow::Error::msg)?,
+        );
+        let batches = crate::jobs::batches::Batches::new(
+            store.clone(),
+            config.batch_concurrency,
+            webhooks.clone(),
         );
         let asr = start_asr(&config, device).await?;
         ingest.set_asr(asr.handle());

@@ -267,17 +267,20 @@ struct Inner {
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Requests of a batch run at once.
     concurrency: usize,
+    /// Woken when a batch ends (its events are in the outbox).
+    webhooks: super::webhooks::Webhooks,
 }
 
 impl Batches {
     /// The runner over `store`, running `concurrency` requests of a batch at once.
-    pub fn new(store: Store, concurrency: usize) -> Batches {
+    pub fn new(store: Store, concurrency: usize, webhooks: super::webhooks::Webhooks) -> Batches {
         Batches {
             inner: Arc::new(Inner {
                 store,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 concurrency: concurrency.max(1),
+                webhooks,
             }),
         }
     }
@@ -396,6 +399,7 @@ impl Batches {
             Err(errors) => {
                 let errors = serde_json::to_string(&errors).unwrap_or_default();
                 store.fail_batch(&b.id, &errors).await?;
+                self.inner.webhooks.wake();
                 tracing::info!(batch_id = %b.id, "batch failed validation");
             }
         }
@@ -462,6 +466,7 @@ impl Batches {
             .close_batch(&b.id, from, to, output.as_deref(), errors.as_deref())
             .await?;
         tracing::info!(batch_id = %b.id, status = to.as_str(), closed, "batch finished");
+        self.inner.webhooks.wake();
         Ok(true)
     }
 

@@ -220,6 +220,31 @@ async fn signed_events_reach_the_receiver_also_after_it_was_down() {
 }
 
 #[tokio::test]
+async fn a_pending_delivery_survives_kill_9() {
+    let mut server = Server::start_with(&[
+        ("DOCPIPE_WEBHOOK_ALLOW_PRIVATE", "1"),
+        ("DOCPIPE_WEBHOOK_RETRY_SCHEDULE", "500ms,1s,1s,2s,2s,3s,5s"),
+    ])
+    .await;
+    let port = free_port();
+    let (status, hook) = server
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["file.ready", "batch.completed"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    // The receiver is down while the file becomes ready, and the server dies before it is back.
+    let f = server.upload_and_wait("a.txt", b"a note".to_vec()).await;
+    let id = f["id"].as_str().expect("id").to_owned();
+    server.crash_and_restart().await;
+    let out = server.data_dir.with_extension("webhooks.jsonl");
+    let receiver = Receiver::start(port, hook["secret"].as_str().expect("secret"), &out);
+    let got = receiver.wait_for("file.ready", &id).await;
+    assert_eq!(got["verified"], true, "{got}");
+}
+
+#[tokio::test]
 async fn unsafe_webhook_urls_are_refused() {
     let server = Server::start().await;
     for url in [
