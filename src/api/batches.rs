@@ -101,12 +101,12 @@ pub struct BatchErrors {
     /// Always `list`.
     pub object: String,
     /// The errors (the first 100).
-    pub data: Vec<BatchError>,
+    pub data: Vec<BatchLineError>,
 }
 
 /// One validation error.
 #[derive(Debug, Clone, Object)]
-pub struct BatchError {
+pub struct BatchLineError {
     /// A machine-readable code (`invalid_json_line`, `duplicate_custom_id`, `mismatched_endpoint`, ...).
     pub code: String,
     /// What is wrong.
@@ -161,7 +161,7 @@ impl From<&BatchRow> for Batch {
                 object: "list".into(),
                 data: errors
                     .into_iter()
-                    .map(|e| BatchError {
+                    .map(|e| BatchLineError {
                         code: e.code,
                         message: e.message,
                         param: e.param,

@@ -380,7 +380,13 @@ impl Batches {
             None => None,
         };
         let parsed = match input {
-            Some(bytes) => parse_requests(&bytes, &b.endpoint),
+            // Parsing up to a whole upload of JSON is CPU work: off the async runtime.
+            Some(bytes) => {
+                let endpoint = b.endpoint.clone();
+                tokio::task::spawn_blocking(move || parse_requests(&bytes, &endpoint))
+                    .await
+                    .map_err(|e| StoreError::Corrupt(format!("batch validation panicked: {e}")))?
+            }
             None => Err(vec![LineError {
                 code: "file_not_found".into(),
                 message: format!(
@@ -419,6 +425,11 @@ impl Batches {
         self.lock().insert(b.id.clone(), token.clone());
         let outcome = async {
             loop {
+                // A cancel that came before the switch above was registered is seen here.
+                let current = store.batch(&b.tenant, &b.id).await?;
+                if current.is_none_or(|c| c.status != BatchStatus::InProgress) {
+                    return Ok(());
+                }
                 let page = store.pending_requests(&b.id, PAGE).await?;
                 if page.is_empty() {
                     store

@@ -101,17 +101,17 @@ impl Store {
     pub async fn insert_file(&self, new: &NewFile<'_>) -> Result<FileRecord, StoreError> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let extracted = sqlx::query(
-            "SELECT 1 FROM extractions WHERE doc_key = ?1 UNION ALL \
-             SELECT 1 FROM files WHERE doc_key = ?1 AND status IN ('queued', 'processing', 'ready') LIMIT 1",
-        )
-        .bind(new.doc_key)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
         let (status, extracted) = if is_data_purpose(new.purpose) {
             (FileStatus::Ready, false)
         } else {
+            let extracted = sqlx::query(
+                "SELECT 1 FROM extractions WHERE doc_key = ?1 UNION ALL \
+                 SELECT 1 FROM files WHERE doc_key = ?1 AND status IN ('queued', 'processing', 'ready') LIMIT 1",
+            )
+            .bind(new.doc_key)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
             (FileStatus::Queued, extracted)
         };
         sqlx::query(

@@ -213,17 +213,26 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let d = delivery(r)?;
-            let w = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {HOOK_COLUMNS} FROM webhooks WHERE id = ?"
-            )))
-            .bind(&d.webhook_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(w) = w.as_ref().map(hook).transpose()? {
-                out.push((d, w));
+        let deliveries = rows.iter().map(delivery).collect::<Result<Vec<_>, _>>()?;
+        // Each endpoint once per round, however many of its deliveries are due.
+        let mut hooks: std::collections::HashMap<String, WebhookRow> =
+            std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            if !hooks.contains_key(&d.webhook_id) {
+                let w = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {HOOK_COLUMNS} FROM webhooks WHERE id = ?"
+                )))
+                .bind(&d.webhook_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                match w.as_ref().map(hook).transpose()? {
+                    Some(w) => hooks.insert(d.webhook_id.clone(), w),
+                    None => continue,
+                };
+            }
+            if let Some(w) = hooks.get(&d.webhook_id) {
+                out.push((d, w.clone()));
             }
         }
         Ok(out)
