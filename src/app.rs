@@ -1,5 +1,5 @@
 //! The application facade: the only door from the HTTP layer (and the CLI) into the core. One file per use
-//! case (files, batches, webhooks, search, embeddings, models, chat, transcription, keys, status), each re-exporting the domain
+//! case (files, document batches, batches, webhooks, search, embeddings, models, chat, transcription, keys, status), each re-exporting the domain
 //! types and errors its callers need; this file holds the [`App`] itself and the linear start-up:
 //! config -> stores -> models -> pipelines -> workers. Shutdown is the reverse: stop accepting, stop workers,
 //! join the model threads, close the database.
@@ -24,6 +24,7 @@ use crate::store::Store;
 
 pub mod batches;
 pub mod chat;
+pub mod document_batches;
 pub mod embeddings;
 pub mod files;
 pub mod keys;

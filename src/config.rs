@@ -58,6 +58,15 @@ pub struct Config {
     #[arg(long, env = "MAX_FILE_SIZE", default_value_t = 10 * 1024 * 1024)]
     pub max_file_size: u64,
 
+    /// Largest document batch request (`POST /api/v1/batches`) in bytes, all parts together; also the most
+    /// a ZIP archive in it may inflate to.
+    #[arg(long, env = "DOCPIPE_MAX_BATCH_SIZE", default_value_t = 256 * 1024 * 1024)]
+    pub max_batch_size: u64,
+
+    /// Most files in one document batch (parts, or members of its ZIP archives); more: 400.
+    #[arg(long, env = "DOCPIPE_MAX_BATCH_FILES", default_value_t = 1000)]
+    pub max_batch_files: usize,
+
     /// Files extracted in parallel. Each extraction is CPU-bound, so more workers than cores only adds latency.
     #[arg(long, env = "DOCPIPE_INGEST_WORKERS", default_value_t = 2)]
     pub ingest_workers: usize,
@@ -324,6 +333,12 @@ impl Config {
         };
         if self.max_file_size == 0 {
             return invalid("MAX_FILE_SIZE", "must be greater than 0");
+        }
+        if self.max_batch_size < self.max_file_size {
+            return invalid("DOCPIPE_MAX_BATCH_SIZE", "must be at least MAX_FILE_SIZE");
+        }
+        if self.max_batch_files == 0 {
+            return invalid("DOCPIPE_MAX_BATCH_FILES", "must be greater than 0");
         }
         if self.ingest_workers == 0 || self.ingest_workers > 64 {
             return invalid("DOCPIPE_INGEST_WORKERS", "must be between 1 and 64");

@@ -226,6 +226,31 @@ pub struct FileRecord {
     pub deduplicated: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The client's metadata, given at upload.
+    pub metadata: Option<Metadata>,
+}
+
+/// A client's metadata on a file or batch: string keys to string values, within [`check_metadata`]'s limits.
+pub type Metadata = std::collections::BTreeMap<String, String>;
+
+/// Most metadata pairs, and the longest key and value, in characters (OpenAI's limits).
+pub const MAX_METADATA_PAIRS: usize = 16;
+pub const MAX_METADATA_KEY: usize = 64;
+pub const MAX_METADATA_VALUE: usize = 512;
+
+/// Checks metadata against the limits; the error says which one it broke.
+pub fn check_metadata(m: &Metadata) -> Result<(), String> {
+    if m.len() > MAX_METADATA_PAIRS {
+        return Err(format!("metadata holds at most {MAX_METADATA_PAIRS} pairs"));
+    }
+    if m.iter().any(|(k, v)| {
+        k.chars().count() > MAX_METADATA_KEY || v.chars().count() > MAX_METADATA_VALUE
+    }) {
+        return Err(format!(
+            "metadata keys are at most {MAX_METADATA_KEY} characters, values at most {MAX_METADATA_VALUE}"
+        ));
+    }
+    Ok(())
 }
 
 /// Where an OpenAI batch is in its lifecycle: `validating -> in_progress -> finalizing -> completed`, or

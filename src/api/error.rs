@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::app::batches::BatchError;
 use crate::app::chat::{ChatError, ChatFilesError, CompletionError, RouteError};
+use crate::app::document_batches::DocumentBatchError;
 use crate::app::embeddings::{EmbedError, EmbeddingsError};
 use crate::app::files::{DetectError, ExtractError, FileOpError, RETRY_AFTER_SECS, UploadError};
 use crate::app::keys::KeyError;
@@ -329,6 +330,25 @@ impl From<BatchError> for ApiError {
     }
 }
 
+impl From<DocumentBatchError> for ApiError {
+    fn from(e: DocumentBatchError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            DocumentBatchError::NotFound(_) => {
+                ApiError::with_param(ErrorCode::BatchNotFound, message, Some("batch_id"))
+            }
+            DocumentBatchError::Invalid { param, .. } => {
+                ApiError::with_param(ErrorCode::InvalidRequest, message, Some(param))
+            }
+            DocumentBatchError::TooManyFiles { .. } => {
+                ApiError::with_param(ErrorCode::InvalidRequest, message, Some("file"))
+            }
+            DocumentBatchError::Upload(e) => e.into(),
+            DocumentBatchError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> ApiError {
         let message = e.to_string();
@@ -632,6 +652,31 @@ mod tests {
         ErrorCode::WebhookNotFound,
         ErrorCode::DeliveryNotFound,
     ];
+
+    /// A refusal recorded inside a document batch carries the code the same refusal of a single upload
+    /// answers with.
+    #[test]
+    fn upload_refusals_have_the_api_codes() {
+        use crate::app::files::{DetectError, UploadError};
+        let cases = [
+            UploadError::TooLarge { limit: 1 },
+            UploadError::Detect(DetectError::Empty),
+            UploadError::Detect(DetectError::Unsupported {
+                detected: "x".into(),
+            }),
+            UploadError::Detect(DetectError::Mismatch {
+                extension: "a".into(),
+                detected: "b".into(),
+            }),
+            UploadError::Overloaded { queued: 1 },
+            UploadError::Read(std::io::Error::other("x")),
+        ];
+        for e in cases {
+            let code = e.code();
+            let body = ApiError::from(e).into_body();
+            assert_eq!(body.error.code, code);
+        }
+    }
 
     /// Every code's response has the status its table row gives (405 only comes from the edge middleware;
     /// raised by a handler it is a 400).

@@ -12,13 +12,13 @@ use tokio::sync::broadcast;
 
 use super::ApiTags;
 use super::auth::{Caller, Write};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::types::{
     CategoryDto, ChunkList, DeletedFile, DocumentText, FileEventDto, FileList, FileObject,
     StatusDto,
 };
 use crate::app::App;
-use crate::app::files::{FileEvent, FileFilter, FileRecord, UploadRequest};
+use crate::app::files::{FileEvent, FileFilter, FileRecord, Metadata, UploadRequest};
 
 /// Default page size of file lists.
 const DEFAULT_LIMIT: u32 = 50;
@@ -32,6 +32,9 @@ const EVENT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct UploadForm {
     /// The file. Its type is detected from its bytes; the extension must not contradict them.
     pub file: Upload,
+    /// Optional JSON object of string keys and values (at most 16 pairs; keys up to 64 characters, values
+    /// up to 512), kept with the file and shown in its record.
+    pub metadata: Option<String>,
 }
 
 /// A new file record.
@@ -68,7 +71,24 @@ impl FilesApi {
         /// Longest wait in seconds with `wait=true` (default 60, capped by the server's `max_wait_secs`).
         timeout: Query<Option<u64>>,
     ) -> Result<UploadResponse, ApiError> {
-        let file = upload_form(&self.app, &caller.tenant, form.file, None).await?;
+        let metadata = form
+            .metadata
+            .as_deref()
+            .map(super::document_batches::parse_metadata)
+            .transpose()?;
+        if let Some(m) = &metadata {
+            crate::app::files::check_metadata(m).map_err(|message| {
+                ApiError::with_param(ErrorCode::InvalidRequest, message, Some("metadata"))
+            })?;
+        }
+        let file = upload_form(
+            &self.app,
+            &caller.tenant,
+            form.file,
+            None,
+            metadata.as_ref(),
+        )
+        .await?;
         caller.audit("file.upload", &file.id);
         let file = if wait.0.unwrap_or(false) {
             let secs = timeout
@@ -224,12 +244,14 @@ pub async fn upload_form(
     tenant: &str,
     upload: Upload,
     purpose: Option<&str>,
+    metadata: Option<&Metadata>,
 ) -> Result<FileRecord, ApiError> {
     let filename = upload.file_name().unwrap_or("upload").to_owned();
     let req = UploadRequest {
         tenant,
         filename: &filename,
         purpose,
+        metadata,
     };
     Ok(app.upload(&req, upload.into_async_read()).await?)
 }

@@ -25,9 +25,23 @@ pub const JSON_BODY_LIMIT: u64 = 1024 * 1024;
 /// Longest client-supplied request id kept.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Routes that take a file upload (and so get `max_file_size` instead of the JSON limit).
-fn is_upload_route(method: &Method, path: &str) -> bool {
-    method == Method::POST && matches!(path, "/api/v1/upload" | "/v1/files")
+/// What a route's body is, which sets its limit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// JSON or another small body: [`JSON_BODY_LIMIT`].
+    Small,
+    /// One file: `max_file_size`.
+    Upload,
+    /// A document batch (many files): `max_batch_size`.
+    Batch,
+}
+
+fn body_kind(method: &Method, path: &str) -> BodyKind {
+    match path {
+        "/api/v1/upload" | "/v1/files" if method == Method::POST => BodyKind::Upload,
+        "/api/v1/batches" if method == Method::POST => BodyKind::Batch,
+        _ => BodyKind::Small,
+    }
 }
 
 /// Settings of the edge middleware.
@@ -35,6 +49,8 @@ fn is_upload_route(method: &Method, path: &str) -> bool {
 pub struct Edge {
     /// Largest upload in bytes.
     pub max_file_size: u64,
+    /// Largest document batch request in bytes.
+    pub max_batch_size: u64,
     /// How long the rest of a refused (oversized) body is read and discarded after the 413.
     pub linger: Duration,
     /// How many bytes beyond its limit a refused body may have and still be read to its end; a larger one
@@ -61,12 +77,13 @@ impl Edge {
                     && v.bytes().all(|b| b.is_ascii_graphic())
             })
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let upload = is_upload_route(req.method(), req.uri().path());
+        let kind = body_kind(req.method(), req.uri().path());
         let max_file_size = self.max_file_size;
-        let limit = if upload {
-            self.max_file_size + MULTIPART_OVERHEAD
-        } else {
-            JSON_BODY_LIMIT
+        let max_batch_size = self.max_batch_size;
+        let limit = match kind {
+            BodyKind::Upload => self.max_file_size + MULTIPART_OVERHEAD,
+            BodyKind::Batch => self.max_batch_size + MULTIPART_OVERHEAD,
+            BodyKind::Small => JSON_BODY_LIMIT,
         };
         let too_large = move || {
             // Even when the rest of the body is read (below), the connection is not reused.
@@ -75,18 +92,23 @@ impl Edge {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 r
             };
-            with_close(if upload {
-                json_error(
+            with_close(match kind {
+                BodyKind::Upload => json_error(
                     ErrorCode::FileTooLarge,
                     format!(
                         "the upload is larger than the limit of {max_file_size} bytes (MAX_FILE_SIZE)"
                     ),
-                )
-            } else {
-                json_error(
+                ),
+                BodyKind::Batch => json_error(
+                    ErrorCode::BodyTooLarge,
+                    format!(
+                        "the document batch is larger than the limit of {max_batch_size} bytes (DOCPIPE_MAX_BATCH_SIZE); send it in several requests"
+                    ),
+                ),
+                BodyKind::Small => json_error(
                     ErrorCode::BodyTooLarge,
                     format!("the request body is larger than the limit of {limit} bytes"),
-                )
+                ),
             })
         };
         let (method, path) = (req.method().clone(), req.uri().path().to_owned());

@@ -12,6 +12,7 @@ mod chat_files;
 mod chat_types;
 mod chat_wire;
 mod compression;
+mod document_batches;
 mod embeddings;
 pub mod error;
 mod files;
@@ -74,6 +75,7 @@ type Apis = (
     audio::AudioApi,
     batches::BatchesApi,
     webhooks::WebhooksApi,
+    document_batches::DocumentBatchesApi,
 );
 
 fn service(app: &App) -> OpenApiService<Apis, ()> {
@@ -92,6 +94,7 @@ fn service(app: &App) -> OpenApiService<Apis, ()> {
         audio::AudioApi { app: app.clone() },
         batches::BatchesApi { app: app.clone() },
         webhooks::WebhooksApi { app: app.clone() },
+        document_batches::DocumentBatchesApi { app: app.clone() },
     );
     described(OpenApiService::new(apis, TITLE, env!("CARGO_PKG_VERSION")))
 }
@@ -177,6 +180,7 @@ pub fn routes(app: &App) -> impl Endpoint + use<> {
     let config = app.config();
     let edge = Edge {
         max_file_size: config.max_file_size,
+        max_batch_size: config.max_batch_size,
         linger: Duration::from_secs(config.oversize_linger_secs),
         linger_bytes: config.oversize_linger_bytes,
         allow: Arc::new(spec::AllowTable::new(

@@ -112,6 +112,7 @@ impl OpenAiFilesApi {
             &caller.tenant,
             form.file,
             Some(form.purpose.trim()),
+            None,
         )
         .await?;
         caller.audit("file.upload", &file.id);

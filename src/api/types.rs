@@ -163,6 +163,9 @@ pub struct FileObject {
     /// The OpenAI Files API `purpose`, when uploaded through `/v1/files`.
     #[oai(nullable)]
     pub purpose: Option<String>,
+    /// The metadata given at upload (or by its document batch).
+    #[oai(nullable)]
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
     /// When the file was uploaded.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
@@ -184,6 +187,7 @@ impl From<&FileRecord> for FileObject {
             error: f.error.as_ref().map(Into::into),
             deduplicated: f.deduplicated,
             purpose: f.purpose.clone(),
+            metadata: f.metadata.clone(),
             created_at: f.created_at,
             updated_at: f.updated_at,
         }

@@ -16,10 +16,6 @@ use super::{App, Running};
 use crate::auth::Principal;
 use crate::store::{NewBatch, StoreError};
 
-/// Most metadata pairs on a batch, and the longest key and value (OpenAI's limits).
-pub const MAX_METADATA_PAIRS: usize = 16;
-const MAX_METADATA_KEY: usize = 64;
-const MAX_METADATA_VALUE: usize = 512;
 /// The purpose a batch's input file must have been uploaded with.
 pub const INPUT_PURPOSE: &str = "batch";
 
@@ -57,24 +53,9 @@ fn invalid(message: impl Into<String>, param: &'static str) -> BatchError {
 }
 
 fn check_metadata(metadata: Option<&BTreeMap<String, String>>) -> Result<(), BatchError> {
-    let Some(m) = metadata else { return Ok(()) };
-    if m.len() > MAX_METADATA_PAIRS {
-        return Err(invalid(
-            format!("metadata holds at most {MAX_METADATA_PAIRS} pairs"),
-            "metadata",
-        ));
-    }
-    if m.iter().any(|(k, v)| {
-        k.chars().count() > MAX_METADATA_KEY || v.chars().count() > MAX_METADATA_VALUE
-    }) {
-        return Err(invalid(
-            format!(
-                "metadata keys are at most {MAX_METADATA_KEY} characters, values at most {MAX_METADATA_VALUE}"
-            ),
-            "metadata",
-        ));
-    }
-    Ok(())
+    metadata.map_or(Ok(()), |m| {
+        crate::types::check_metadata(m).map_err(|message| invalid(message, "metadata"))
+    })
 }
 
 impl App {

@@ -10,7 +10,9 @@ use tracing::instrument;
 pub use crate::extract::{DetectError, ExtractError};
 pub use crate::pipeline::{FileEvent, FileOpError, RETRY_AFTER_SECS, UploadError, UploadRequest};
 pub use crate::store::{DEFAULT_PURPOSE, FileFilter, StoredChunk, chunk_id};
-pub use crate::types::{Category, Document, FileError, FileRecord, FileStatus, Progress};
+pub use crate::types::{
+    Category, Document, FileError, FileRecord, FileStatus, Metadata, Progress, check_metadata,
+};
 
 use super::App;
 

@@ -1,22 +1,24 @@
-//! `docpipe ingest PATH...`: bulk-uploads files and folders to a running server, shows a progress bar
-//! while the server processes them, and ends with a summary of what failed and why.
+//! `docpipe ingest PATH...`: bulk-uploads files and folders to a running server as document batches
+//! (`POST /api/v1/batches`, up to [`BATCH_FILES`] files or [`BATCH_BYTES`] per request), shows a progress
+//! bar while the server processes them, and ends with a summary of what failed and why.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-/// Uploads in flight at once.
-const UPLOAD_CONCURRENCY: usize = 4;
+/// Most files sent in one batch request.
+pub const BATCH_FILES: usize = 100;
+/// Most bytes sent in one batch request (a larger file goes alone).
+pub const BATCH_BYTES: u64 = 64 * 1024 * 1024;
 /// How often processing status is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The outcome of one file.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The local path.
+    /// The local path (for a member of a ZIP archive, the archive's path and the member's).
     pub path: PathBuf,
     /// The server's file id, when the upload was accepted.
     pub file_id: Option<String>,
@@ -25,8 +27,23 @@ pub struct Outcome {
 }
 
 #[derive(Deserialize)]
-struct FileReply {
+struct BatchReply {
     id: String,
+    status: String,
+    counts: CountsReply,
+    files: Vec<BatchFileReply>,
+}
+
+#[derive(Deserialize)]
+struct CountsReply {
+    done: u64,
+}
+
+#[derive(Deserialize)]
+struct BatchFileReply {
+    path: Option<String>,
+    archive: Option<String>,
+    file_id: Option<String>,
     status: String,
     error: Option<ReasonReply>,
 }
@@ -66,27 +83,104 @@ pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-async fn upload(client: &reqwest::Client, server: &str, path: &Path) -> Result<FileReply, String> {
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("upload")
-        .to_owned();
+/// Splits `files` into batch requests of at most [`BATCH_FILES`] files and [`BATCH_BYTES`] bytes.
+pub fn plan(files: Vec<PathBuf>) -> Vec<Vec<PathBuf>> {
+    let mut out: Vec<Vec<PathBuf>> = Vec::new();
+    let mut bytes = 0u64;
+    for f in files {
+        let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        let full = out.last().is_none_or(|b| {
+            b.len() >= BATCH_FILES || (bytes + size > BATCH_BYTES && !b.is_empty())
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(b) = out.last_mut() {
+            b.push(f);
+        }
+    }
+    out
+}
+
+/// Sends one batch; the files that could not be read locally are reported at once.
+async fn send_batch(
+    client: &reqwest::Client,
+    server: &str,
+    paths: &[PathBuf],
+) -> Result<(BatchReply, Vec<PathBuf>), String> {
+    let mut parts = Vec::new();
+    let mut sent = Vec::new();
+    for path in paths {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("upload")
+            .to_owned();
+        parts.push((name, bytes));
+        sent.push(path.clone());
+    }
     let resp = send_retrying(|| {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone()),
-        );
+        let mut form = reqwest::multipart::Form::new();
+        for (name, bytes) in &parts {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone()),
+            );
+        }
         client
-            .post(format!("{server}/api/v1/upload"))
+            .post(format!("{server}/api/v1/batches"))
             .multipart(form)
     })
     .await
     .map_err(|e| format!("upload failed: {e}"))?;
-    reply(resp).await
+    Ok((reply(resp).await?, sent))
+}
+
+/// Pairs a batch's files with the local paths they came from: a file not from an archive is the next
+/// part; consecutive members of one archive belong to the same part.
+fn outcomes_of(batch: &BatchReply, sent: &[PathBuf]) -> Vec<Outcome> {
+    let mut out = Vec::with_capacity(batch.files.len());
+    let mut part = 0usize;
+    let mut current_archive: Option<&str> = None;
+    for f in &batch.files {
+        let local = match (&f.archive, current_archive) {
+            (Some(a), Some(c)) if a == c => sent.get(part.saturating_sub(1)),
+            (Some(a), _) => {
+                current_archive = Some(a);
+                part += 1;
+                sent.get(part - 1)
+            }
+            (None, _) => {
+                current_archive = None;
+                part += 1;
+                sent.get(part - 1)
+            }
+        };
+        let mut path = local.cloned().unwrap_or_default();
+        if let Some(member) = &f.path {
+            path.push(member);
+        }
+        let failure = match f.status.as_str() {
+            "ready" => None,
+            "rejected" | "failed" => Some(f.error.as_ref().map_or_else(
+                || f.status.clone(),
+                |e| format!("{}: {}", e.code, e.message),
+            )),
+            "deleted" => Some("deleted meanwhile".to_owned()),
+            other => Some(format!("still {other}")),
+        };
+        out.push(Outcome {
+            path,
+            file_id: f.file_id.clone(),
+            failure,
+        });
+    }
+    out
 }
 
 /// Most attempts of one request refused with 429 or 503.
@@ -118,7 +212,7 @@ async fn send_retrying(
     }
 }
 
-async fn reply(resp: reqwest::Response) -> Result<FileReply, String> {
+async fn reply<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, String> {
     let status = resp.status();
     let body = resp
         .bytes()
@@ -138,7 +232,7 @@ async fn reply(resp: reqwest::Response) -> Result<FileReply, String> {
     })
 }
 
-/// Uploads `files` to `server` and waits until each is ready or failed.
+/// Uploads `files` to `server` in document batches and waits until each file is ready or failed.
 pub async fn run(
     server: &str,
     api_key: Option<&str>,
@@ -156,65 +250,56 @@ pub async fn run(
     let server = server.trim_end_matches('/');
     bar.set_length(files.len() as u64);
     bar.set_message("uploading");
-    let uploads: Vec<Outcome> = futures::stream::iter(files)
-        .map(|path| {
-            let client = client.clone();
-            async move {
-                match upload(&client, server, &path).await {
-                    Ok(f) => Outcome {
-                        path,
-                        file_id: Some(f.id),
-                        failure: None,
-                    },
-                    Err(e) => Outcome {
+    let mut outcomes = Vec::new();
+    // Batches sent, with the local paths of their parts and how many of their files are done.
+    let mut pending: Vec<(String, Vec<PathBuf>, u64)> = Vec::new();
+    for paths in plan(files) {
+        match send_batch(&client, server, &paths).await {
+            Ok((batch, sent)) => {
+                // Archives expand into several files: the bar counts files, not parts.
+                let extra = batch.files.len().saturating_sub(sent.len());
+                bar.inc_length(extra as u64);
+                bar.inc(batch.counts.done);
+                pending.push((batch.id, sent, batch.counts.done));
+            }
+            Err(e) => {
+                for path in paths {
+                    bar.inc(1);
+                    outcomes.push(Outcome {
                         path,
                         file_id: None,
-                        failure: Some(e),
-                    },
+                        failure: Some(e.clone()),
+                    });
                 }
             }
-        })
-        .buffer_unordered(UPLOAD_CONCURRENCY)
-        .collect()
-        .await;
-    bar.set_message("processing");
-    let mut outcomes = Vec::with_capacity(uploads.len());
-    let mut pending = Vec::new();
-    for o in uploads {
-        if o.file_id.is_some() {
-            pending.push(o);
-        } else {
-            bar.inc(1);
-            outcomes.push(o);
         }
     }
+    bar.set_message("processing");
     while !pending.is_empty() {
         let mut still = Vec::new();
-        for mut o in pending {
-            let id = o.file_id.clone().unwrap_or_default();
-            let resp = send_retrying(|| client.get(format!("{server}/api/v1/files/{id}"))).await;
+        for (id, sent, done) in pending {
+            let resp = send_retrying(|| client.get(format!("{server}/api/v1/batches/{id}"))).await;
             let state = match resp {
-                Ok(r) => reply(r).await,
+                Ok(r) => reply::<BatchReply>(r).await,
                 Err(e) => Err(format!("status check failed: {e}")),
             };
             match state {
-                Ok(f) if f.status == "ready" => {
-                    bar.inc(1);
-                    outcomes.push(o);
+                Ok(b) => {
+                    bar.inc(b.counts.done.saturating_sub(done));
+                    if b.status == "completed" {
+                        outcomes.extend(outcomes_of(&b, &sent));
+                    } else {
+                        still.push((id, sent, b.counts.done));
+                    }
                 }
-                Ok(f) if f.status == "failed" => {
-                    o.failure = Some(f.error.map_or_else(
-                        || "failed".to_owned(),
-                        |e| format!("{}: {}", e.code, e.message),
-                    ));
-                    bar.inc(1);
-                    outcomes.push(o);
-                }
-                Ok(_) => still.push(o),
                 Err(e) => {
-                    o.failure = Some(e);
-                    bar.inc(1);
-                    outcomes.push(o);
+                    for path in sent {
+                        outcomes.push(Outcome {
+                            path,
+                            file_id: None,
+                            failure: Some(e.clone()),
+                        });
+                    }
                 }
             }
         }

@@ -324,7 +324,7 @@ fn sniff_binary(bytes: &[u8], by_ext: Option<Format>) -> Result<Option<Format>, 
         "application/x-ole-storage" | "application/vnd.ms-excel" | "application/msword" => {
             return sniff_ole(bytes, by_ext).map(Some);
         }
-        "application/zip"
+        ZIP_MIME
         | "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
         | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
         | "application/vnd.openxmlformats-officedocument.presentationml.presentation"
@@ -372,6 +372,16 @@ fn sniff_zip(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectError
             }),
         };
     };
+    zip_format(&archive, bytes)
+}
+
+/// The ZIP-based document format of an opened archive, told by its members; `head` is the start of the
+/// file (OpenDocument's MIME type is its first, stored member). A plain archive is unsupported as
+/// `application/zip`.
+pub fn zip_format<R: std::io::Read + std::io::Seek>(
+    archive: &zip::ZipArchive<R>,
+    head: &[u8],
+) -> Result<Format, DetectError> {
     let has = |name: &str| archive.index_for_name(name).is_some();
     if has("word/document.xml") {
         return Ok(Format::Docx);
@@ -385,8 +395,7 @@ fn sniff_zip(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectError
     if has("ppt/presentation.xml") {
         return Ok(Format::Pptx);
     }
-    // OpenDocument stores its MIME type uncompressed as the first member, so it can be read from the raw bytes.
-    let odf_mime = bytes
+    let odf_mime = head
         .get(30..)
         .filter(|rest| rest.starts_with(b"mimetype"))
         .and_then(|rest| rest.get(8..))
@@ -405,9 +414,42 @@ fn sniff_zip(bytes: &[u8], by_ext: Option<Format>) -> Result<Format, DetectError
             .unwrap_or_default()
             .to_owned()
     } else {
-        "application/zip".to_owned()
+        ZIP_MIME.to_owned()
     };
     Err(DetectError::Unsupported { detected })
+}
+
+/// What a plain ZIP archive is detected as.
+pub const ZIP_MIME: &str = "application/zip";
+
+/// Archive and compression formats: none is a document, and a folder sent as a ZIP may not nest them.
+const ARCHIVE_MIMES: &[&str] = &[
+    ZIP_MIME,
+    "application/x-tar",
+    "application/gzip",
+    "application/x-bzip2",
+    "application/x-xz",
+    "application/zstd",
+    "application/x-7z-compressed",
+    "application/vnd.rar",
+    "application/x-rar-compressed",
+    "application/x-compress",
+    "application/x-lzip",
+    "application/x-cpio",
+    "application/x-ar",
+];
+
+/// True when `bytes` are an archive or compressed stream (a plain ZIP, tar, gzip, 7z, RAR, ...), not a
+/// document. A ZIP-based document (DOCX, XLSX, ...) is not an archive here.
+pub fn is_archive(bytes: &[u8]) -> bool {
+    match infer::get(bytes).map(|k| k.mime_type()) {
+        Some(ZIP_MIME) => matches!(
+            detect(bytes, ""),
+            Err(DetectError::Unsupported { detected }) if detected == ZIP_MIME
+        ),
+        Some(mime) => ARCHIVE_MIMES.contains(&mime),
+        None => false,
+    }
 }
 
 /// OLE2 compound files: legacy Excel workbooks are supported; an encrypted OOXML file is also an OLE2

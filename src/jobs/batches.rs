@@ -528,6 +528,7 @@ impl Batches {
                 sha256: &sha256,
                 doc_key: &doc_key(&b.tenant, &sha256, format.name()),
                 purpose: Some("batch_output"),
+                metadata: None,
             })
             .await?;
         Ok(Some(id))

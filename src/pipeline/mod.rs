@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use definitions::{PipelineDef, Pipelines};
-pub use upload::{RETRY_AFTER_SECS, UploadError, UploadRequest};
+pub use upload::{RETRY_AFTER_SECS, UploadError, UploadRequest, sanitize_filename};
 
 use crate::index::service::SearchService;
 use crate::store::{FileFilter, Store, StoreError, StoredChunk};

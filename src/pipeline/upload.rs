@@ -5,8 +5,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Ingest, UPLOAD_CHUNK};
 use crate::extract::{DetectError, detect};
-use crate::store::{NewFile, StoreError, doc_key};
-use crate::types::FileRecord;
+use crate::store::{NewFile, StagedBlob, StoreError, doc_key};
+use crate::types::{FileRecord, Metadata};
 
 /// Longest filename kept (in characters).
 const MAX_FILENAME_CHARS: usize = 255;
@@ -20,6 +20,8 @@ pub struct UploadRequest<'a> {
     pub filename: &'a str,
     /// OpenAI Files API `purpose`, when uploaded there.
     pub purpose: Option<&'a str>,
+    /// The client's metadata (checked by the caller).
+    pub metadata: Option<&'a Metadata>,
 }
 
 /// Why an upload was refused.
@@ -37,21 +39,53 @@ pub enum UploadError {
     Store(#[from] StoreError),
 }
 
+impl UploadError {
+    /// The machine-readable code a client sees for this refusal (the API's error code).
+    pub fn code(&self) -> &'static str {
+        match self {
+            UploadError::TooLarge { .. } => "file_too_large",
+            UploadError::Detect(DetectError::Empty) => "empty_file",
+            UploadError::Detect(DetectError::Unsupported { .. }) => "unsupported_file_type",
+            UploadError::Detect(DetectError::Mismatch { .. }) => "content_type_mismatch",
+            UploadError::Overloaded { .. } => "overloaded",
+            UploadError::Read(_) => "invalid_request",
+            UploadError::Store(_) => "internal_error",
+        }
+    }
+}
+
 impl Ingest {
     /// Stores an upload read from `body` and queues it for extraction (or marks it ready at once when the
     /// same content was extracted before).
     pub async fn upload(
         &self,
         req: &UploadRequest<'_>,
-        mut body: impl AsyncRead + Unpin,
+        body: impl AsyncRead + Unpin,
     ) -> Result<FileRecord, UploadError> {
-        let shared = &self.shared;
-        let queued = shared.store.count_queued().await?;
-        if queued >= shared.config.max_queued && !crate::store::is_data_purpose(req.purpose) {
+        if !crate::store::is_data_purpose(req.purpose) {
+            self.admit(1).await?;
+        }
+        let staged = self.stage(body, self.shared.config.max_file_size).await?;
+        self.commit_staged(req, staged).await
+    }
+
+    /// Refuses `n` more files when the queue already holds `max_queued` (data files are never counted).
+    pub async fn admit(&self, n: u64) -> Result<(), UploadError> {
+        let queued = self.shared.store.count_queued().await?;
+        if queued.saturating_add(n) > self.shared.config.max_queued.max(n) {
             return Err(UploadError::Overloaded { queued });
         }
-        let limit = shared.config.max_file_size;
-        let mut staged = shared
+        Ok(())
+    }
+
+    /// Streams `body` into the blob store's staging area, refusing it past `limit` bytes.
+    pub async fn stage(
+        &self,
+        mut body: impl AsyncRead + Unpin,
+        limit: u64,
+    ) -> Result<StagedBlob, UploadError> {
+        let mut staged = self
+            .shared
             .store
             .blobs()
             .stage()
@@ -78,15 +112,38 @@ impl Ingest {
                 .map_err(|e| UploadError::Store(e.into())),
             Err(e) => Err(e),
         };
-        if let Err(e) = copied {
+        match copied {
+            Ok(()) => Ok(staged),
+            Err(e) => {
+                staged.discard().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Detects a staged upload's format, commits its bytes and records the file (queued, or ready at once
+    /// when it is data or its content was extracted before). Admission ([`admit`](Self::admit)) is the
+    /// caller's. A staged blob larger than `max_file_size` is refused.
+    pub async fn commit_staged(
+        &self,
+        req: &UploadRequest<'_>,
+        staged: StagedBlob,
+    ) -> Result<FileRecord, UploadError> {
+        let shared = &self.shared;
+        let limit = shared.config.max_file_size;
+        if staged.size() > limit {
             staged.discard().await;
-            return Err(e);
+            return Err(UploadError::TooLarge { limit });
         }
         let filename = sanitize_filename(req.filename);
         // The file is at most `max_file_size` bytes, so reading it whole for detection is bounded.
-        let bytes = tokio::fs::read(staged.path())
-            .await
-            .map_err(StoreError::from)?;
+        let bytes = match tokio::fs::read(staged.path()).await {
+            Ok(b) => b,
+            Err(e) => {
+                staged.discard().await;
+                return Err(StoreError::from(e).into());
+            }
+        };
         let format = match detect(&bytes, &filename) {
             Ok(f) => f,
             Err(e) => {
@@ -104,6 +161,11 @@ impl Ingest {
             .map_err(StoreError::from)?;
         let id = format!("file-{}", uuid::Uuid::new_v4().simple());
         let key = doc_key(req.tenant, &sha256, format.name());
+        let metadata = req
+            .metadata
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?;
         let file = shared
             .store
             .insert_file(&NewFile {
@@ -117,6 +179,7 @@ impl Ingest {
                 sha256: &sha256,
                 doc_key: &key,
                 purpose: req.purpose,
+                metadata: metadata.as_deref(),
             })
             .await?;
         tracing::info!(file_id = %file.id, format = format.name(), size, deduplicated = file.deduplicated, "file uploaded");
@@ -127,7 +190,7 @@ impl Ingest {
 }
 
 /// Keeps the last path component, drops control characters, bounds the length.
-fn sanitize_filename(name: &str) -> String {
+pub fn sanitize_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let clean: String = base
         .chars()

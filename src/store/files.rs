@@ -21,6 +21,8 @@ pub struct NewFile<'a> {
     pub sha256: &'a str,
     pub doc_key: &'a str,
     pub purpose: Option<&'a str>,
+    /// The client's metadata, a JSON object of strings.
+    pub metadata: Option<&'a str>,
 }
 
 /// Purposes of files that are data for the service (batch input and output), not documents: they are
@@ -49,18 +51,23 @@ pub struct FileFilter {
     pub offset: u32,
 }
 
-const COLUMNS: &str = "id, tenant, filename, content_type, format, category, size, sha256, purpose, status, \
-     progress_done, progress_total, progress_unit, error_code, error_message, deduplicated, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, tenant, filename, content_type, format, category, size, sha256, purpose, status, \
+     progress_done, progress_total, progress_unit, error_code, error_message, deduplicated, created_at, updated_at, metadata";
 
 fn time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-fn record(row: &SqliteRow) -> Result<FileRecord, StoreError> {
+pub(super) fn record(row: &SqliteRow) -> Result<FileRecord, StoreError> {
     let status: String = row.try_get("status")?;
     let category: String = row.try_get("category")?;
     let code: Option<String> = row.try_get("error_code")?;
     let message: Option<String> = row.try_get("error_message")?;
+    let metadata: Option<String> = row.try_get("metadata")?;
+    let metadata = metadata
+        .map(|m| serde_json::from_str(&m))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("file metadata: {e}")))?;
     Ok(FileRecord {
         id: row.try_get("id")?,
         tenant: row.try_get("tenant")?,
@@ -86,6 +93,7 @@ fn record(row: &SqliteRow) -> Result<FileRecord, StoreError> {
         deduplicated: row.try_get::<i64, _>("deduplicated")? != 0,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
+        metadata,
     })
 }
 
@@ -116,7 +124,7 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO files (id, tenant, filename, content_type, format, category, size, sha256, doc_key, purpose, \
-             status, deduplicated, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             status, deduplicated, created_at, updated_at, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id)
         .bind(new.tenant)
@@ -132,6 +140,7 @@ impl Store {
         .bind(i64::from(extracted))
         .bind(now)
         .bind(now)
+        .bind(new.metadata)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -9,6 +9,7 @@
 mod batches;
 mod blobs;
 mod chunks;
+mod document_batches;
 mod documents;
 pub use documents::doc_key;
 mod files;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use batches::{BatchRequest, BatchResult, BatchRow, NewBatch};
 pub use blobs::{BlobStore, StagedBlob};
 pub use chunks::{FileChunk, StoredChunk, chunk_id, parse_chunk_id};
+pub use document_batches::{BatchItemRow, DocumentBatchRow, NewBatchItem};
 pub use files::{DATA_PURPOSES, DEFAULT_PURPOSE, FileFilter, NewFile, is_data_purpose};
 pub use keys::KeyRow;
 pub use webhooks::{Attempt, DeliveryRow, WebhookRow};

@@ -378,7 +378,7 @@ async fn ingest_cli_uploads_folders_and_reports_failures() {
         "failures give a non-zero exit: {stdout}"
     );
     assert!(stdout.contains("4 files: 2 ready, 2 failed"), "{stdout}");
-    assert!(stdout.contains("empty.txt: 422 (empty_file)"), "{stdout}");
+    assert!(stdout.contains("empty.txt: empty_file"), "{stdout}");
     assert!(stdout.contains("bad.xlsx: corrupt_file"), "{stdout}");
     let (_, list) = server.get("/api/v1/files?status=ready").await;
     assert_eq!(list["total"], 2);

@@ -10,6 +10,7 @@ mod chat_files;
 mod chat_first_use;
 mod common;
 mod crafted;
+mod document_batches;
 mod embeddings;
 mod files;
 mod fixtures;
