@@ -6,10 +6,11 @@ DOCPIPE_MODELS_DIR ?= $(CURDIR)/models
 export DOCPIPE_MODELS_DIR
 BIN := $(CARGO_TARGET_DIR)/release/docpipe
 # Debian packages needed to build (bindgen, cmake for whisper.cpp) and run (OCR, PDF rendering).
-APT_PACKAGES := build-essential cmake libclang-dev pkg-config tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
+APT_PACKAGES := build-essential cmake libclang-dev pkg-config libssl-dev tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd \
 	libtesseract-dev libleptonica-dev poppler-utils python3 python3-pip ca-certificates
-# Used by the test suite only: venv for the official OpenAI client; promtool (package prometheus) checks /metrics.
-APT_TEST_PACKAGES := python3-venv prometheus
+# Used by the test suite only: venv for the official OpenAI client; promtool (package prometheus) checks /metrics;
+# openssl makes the https webhook receiver's certificate.
+APT_TEST_PACKAGES := python3-venv prometheus openssl
 # The official OpenAI Python client, used by tests to prove SDK compatibility.
 OPENAI_CLIENT := openai==3.54.0
 # The Standard Webhooks reference library: the tests' webhook receiver verifies every signature with it.

@@ -134,6 +134,14 @@ impl App {
                 .map_err(anyhow::Error::msg)?,
             crate::jobs::webhooks::parse_schedule(&config.webhook_retry_schedule)
                 .map_err(anyhow::Error::msg)?,
+            config
+                .webhook_ca_file
+                .as_deref()
+                .map(crate::jobs::webhooks::read_roots)
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .context("DOCPIPE_WEBHOOK_CA_FILE")?
+                .unwrap_or_default(),
         );
         let batches = crate::jobs::batches::Batches::new(
             store.clone(),

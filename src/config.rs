@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "DOCPIPE_WEBHOOK_RETRY_SCHEDULE", default_value = crate::jobs::webhooks::DEFAULT_SCHEDULE)]
     pub webhook_retry_schedule: String,
 
+    /// A PEM file of certificate authorities trusted for https webhook endpoints besides the system's (for
+    /// receivers behind a private CA).
+    #[arg(long, env = "DOCPIPE_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
     /// Inputs allowed in one `/v1/embeddings` request (more: 400).
     #[arg(long, env = "DOCPIPE_EMBED_MAX_INPUTS", default_value_t = 2048)]
     pub embed_max_inputs: usize,

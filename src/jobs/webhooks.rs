@@ -237,16 +237,47 @@ struct Inner {
     store: Store,
     policy: AddressPolicy,
     schedule: Vec<Duration>,
+    /// Certificate authorities trusted for https endpoints besides the system's.
+    roots: Vec<reqwest::Certificate>,
     wake: Notify,
 }
 
+/// An error with its causes (reqwest's own message leaves out why a connection failed, e.g. the certificate).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Reads a PEM bundle of certificate authorities (`DOCPIPE_WEBHOOK_CA_FILE`).
+pub fn read_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(roots)
+}
+
 impl Webhooks {
-    pub fn new(store: Store, policy: AddressPolicy, schedule: Vec<Duration>) -> Webhooks {
+    pub fn new(
+        store: Store,
+        policy: AddressPolicy,
+        schedule: Vec<Duration>,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Webhooks {
         Webhooks {
             inner: Arc::new(Inner {
                 store,
                 policy,
                 schedule,
+                roots,
                 wake: Notify::new(),
             }),
         }
@@ -368,6 +399,7 @@ impl Webhooks {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(ATTEMPT_TIMEOUT)
             .resolve(&host, addr)
+            .tls_certs_merge(self.inner.roots.iter().cloned())
             .build()
             .map_err(|e| (None, format!("cannot build the HTTP client: {e}")))?;
         let timestamp = chrono::Utc::now().timestamp();
@@ -393,7 +425,7 @@ impl Webhooks {
             .body(d.payload.clone())
             .send()
             .await
-            .map_err(|e| (None, format!("the request failed: {e}")))?;
+            .map_err(|e| (None, format!("the request failed: {}", error_chain(&e))))?;
         let code = resp.status().as_u16();
         if resp.status().is_success() {
             return Ok(code);

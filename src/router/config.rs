@@ -43,7 +43,7 @@ pub struct TierConfig {
     /// Price per 1,000 tokens, shown in analyses.
     #[serde(default)]
     pub cost_per_1k_tokens: f64,
-    /// Remote only: the API base, e.g. `http://host:8000/v1` (plain HTTP: this build has no TLS stack).
+    /// Remote only: the API base, e.g. `http://host:8000/v1` or `https://provider/v1`.
     pub base_url: Option<String>,
     /// Remote only: the environment variable holding the API key (sent as a bearer token).
     pub api_key_env: Option<String>,
@@ -179,18 +179,9 @@ impl RouterConfig {
             match t.kind {
                 TierKind::Remote => {
                     let url = t.base_url.as_deref().unwrap_or_default();
-                    if url.starts_with("https://") {
-                        // reqwest is built without a TLS stack (it would add a C crypto build to every
-                        // build); reach HTTPS providers through a local TLS-terminating proxy.
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
                         return Err(format!(
-                            "remote tier `{}`: this build speaks plain HTTP only; point base_url at an http:// \
-                             endpoint (for an HTTPS provider, a local TLS-terminating proxy)",
-                            t.name
-                        ));
-                    }
-                    if !url.starts_with("http://") {
-                        return Err(format!(
-                            "remote tier `{}` needs a base_url starting with http://",
+                            "remote tier `{}` needs a base_url starting with http:// or https://",
                             t.name
                         ));
                     }
@@ -291,7 +282,15 @@ mod tests {
             "min_score",
             "base_url = \"https://x/v1\"\ncontext_window = 9\nmin_score",
         );
-        assert!(parse(&https).unwrap_err().contains("plain HTTP"));
+        assert!(
+            parse(&https).is_ok(),
+            "https providers are reached over TLS"
+        );
+        let ftp = base.replace(
+            "min_score",
+            "base_url = \"ftp://x/v1\"\ncontext_window = 9\nmin_score",
+        );
+        assert!(parse(&ftp).unwrap_err().contains("https://"));
         let ok = format!("{with_url}context_window = 4096\ntimeout_secs = 3\n");
         let c = parse(&ok).expect("valid");
         assert_eq!(c.tiers[0].timeout(), Duration::from_secs(3));

@@ -18,13 +18,19 @@ struct Receiver {
 
 impl Receiver {
     fn start(port: u16, secret: &str, out: &Path) -> Receiver {
+        Receiver::start_tls(port, secret, out, None)
+    }
+
+    /// With `tls` (certificate and key PEM files) it serves https.
+    fn start_tls(port: u16, secret: &str, out: &Path, tls: Option<(&Path, &Path)>) -> Receiver {
         let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/webhook_receiver.py");
-        let child = std::process::Command::new(python)
-            .arg(script)
-            .arg(port.to_string())
-            .arg(secret)
-            .arg(out)
+        let mut cmd = std::process::Command::new(python);
+        cmd.arg(script).arg(port.to_string()).arg(secret).arg(out);
+        if let Some((cert, key)) = tls {
+            cmd.arg(cert).arg(key);
+        }
+        let child = cmd
             .spawn()
             .expect("start the receiver (run `make test-deps`)");
         // Wait until it listens.
@@ -85,6 +91,86 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A self-signed certificate for 127.0.0.1 made with the `openssl` command: (certificate, key).
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "openssl req failed (make test-deps installs openssl)");
+    (cert, key)
+}
+
+/// An https endpoint gets verified deliveries when its CA is trusted (`DOCPIPE_WEBHOOK_CA_FILE`), and none
+/// when it is not: the certificate is checked, never skipped.
+#[tokio::test]
+async fn https_endpoints_are_delivered_to_over_verified_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path());
+    let cert_path = cert.to_string_lossy().into_owned();
+    for trusted in [true, false] {
+        let mut env = vec![
+            ("DOCPIPE_WEBHOOK_ALLOW_PRIVATE", "127.0.0.0/8"),
+            ("DOCPIPE_WEBHOOK_RETRY_SCHEDULE", "1h"),
+        ];
+        if trusted {
+            env.push(("DOCPIPE_WEBHOOK_CA_FILE", &cert_path));
+        }
+        let server = Server::start_with(&env).await;
+        let port = free_port();
+        let (status, hook) = server
+            .post_json(
+                "/api/v1/webhooks",
+                &json!({"url": format!("https://127.0.0.1:{port}/hook"), "events": ["file.ready"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{hook}");
+        let secret = hook["secret"].as_str().expect("secret").to_owned();
+        let hook_id = hook["id"].as_str().expect("id").to_owned();
+        let out = server.data_dir.with_extension("tls-webhooks.jsonl");
+        let receiver = Receiver::start_tls(port, &secret, &out, Some((&cert, &key)));
+        let f = server
+            .upload_and_wait("tls.txt", b"over tls".to_vec())
+            .await;
+        let file_id = f["id"].as_str().expect("id").to_owned();
+        if trusted {
+            let got = receiver.wait_for("file.ready", &file_id).await;
+            assert_eq!(got["verified"], true, "{got}");
+            continue;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let error = loop {
+            let (_, ds) = server
+                .get(&format!("/api/v1/webhooks/{hook_id}/deliveries"))
+                .await;
+            if let Some(e) = ds["data"][0]["last_error"].as_str() {
+                break e.to_owned();
+            }
+            assert!(Instant::now() < deadline, "no attempt: {ds}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            receiver.records().is_empty(),
+            "an untrusted certificate must not be accepted"
+        );
+        assert!(error.contains("certificate"), "{error}");
+    }
 }
 
 #[tokio::test]

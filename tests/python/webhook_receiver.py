@@ -1,8 +1,9 @@
 """A webhook receiver for the tests: verifies every delivery with the `standardwebhooks` package (the
 Standard Webhooks reference library) and appends one JSON line per request to OUT:
 {"verified", "id", "type", "data", "signatures"}. Answers 204 when verified, 400 otherwise.
-Usage: webhook_receiver.py PORT SECRET OUT"""
+Usage: webhook_receiver.py PORT SECRET OUT [CERT KEY] (with CERT and KEY it serves https)."""
 import json
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,4 +32,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 5:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
