@@ -3,8 +3,9 @@
 //! holds. The outbox itself is written by database triggers in the transaction of each state change, so
 //! nothing is lost on a crash; a delivery in flight then is simply due again.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -47,6 +48,8 @@ const CONCURRENCY: usize = 8;
 const ROUND: u32 = 64;
 /// How often the worker looks for due deliveries without being woken (retries, batch events).
 const POLL: Duration = Duration::from_millis(500);
+/// HTTP clients kept, one per endpoint host and checked address (each holds its TLS setup and open connections).
+const MAX_CLIENTS: usize = 256;
 
 /// A new signing secret.
 pub fn generate_secret() -> String {
@@ -239,6 +242,9 @@ struct Inner {
     schedule: Vec<Duration>,
     /// Certificate authorities trusted for https endpoints besides the system's.
     roots: Vec<reqwest::Certificate>,
+    /// A client per (host, checked address): building one loads the TLS trust store (tens of milliseconds),
+    /// and a kept client reuses its connections.
+    clients: Mutex<HashMap<(String, SocketAddr), reqwest::Client>>,
     wake: Notify,
 }
 
@@ -278,6 +284,7 @@ impl Webhooks {
                 policy,
                 schedule,
                 roots,
+                clients: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
             }),
         }
@@ -387,13 +394,20 @@ impl Webhooks {
         Ok(())
     }
 
-    /// Sends the delivery: the status code of a 2xx answer, or the code (if any) and why it failed.
-    async fn send(&self, d: &DeliveryRow, w: &WebhookRow) -> Result<u16, (Option<u16>, String)> {
-        let url = check_url(&w.url).map_err(|e| (None, e))?;
-        let addr = resolve_checked(&url, &self.inner.policy)
-            .await
-            .map_err(|e| (None, e))?;
-        let host = url.host_str().unwrap_or_default().to_owned();
+    /// The client that connects `host` to the checked `addr` only (redirects off, timeouts set).
+    fn client_for(&self, host: String, addr: SocketAddr) -> Result<reqwest::Client, String> {
+        // Held without an await; building a client takes milliseconds and happens once per endpoint.
+        let mut clients = self
+            .inner
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(&(host.clone(), addr)) {
+            return Ok(c.clone());
+        }
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
@@ -401,7 +415,19 @@ impl Webhooks {
             .resolve(&host, addr)
             .tls_certs_merge(self.inner.roots.iter().cloned())
             .build()
-            .map_err(|e| (None, format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        clients.insert((host, addr), client.clone());
+        Ok(client)
+    }
+
+    /// Sends the delivery: the status code of a 2xx answer, or the code (if any) and why it failed.
+    async fn send(&self, d: &DeliveryRow, w: &WebhookRow) -> Result<u16, (Option<u16>, String)> {
+        let url = check_url(&w.url).map_err(|e| (None, e))?;
+        let addr = resolve_checked(&url, &self.inner.policy)
+            .await
+            .map_err(|e| (None, e))?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let client = self.client_for(host, addr).map_err(|e| (None, e))?;
         let timestamp = chrono::Utc::now().timestamp();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut signatures: Vec<String> = sign(&w.secret, &d.id, timestamp, &d.payload)

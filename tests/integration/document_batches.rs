@@ -36,6 +36,10 @@ async fn post_batch(
             reqwest::multipart::Part::bytes(bytes.clone()).file_name((*name).to_owned()),
         );
     }
+    post_form(server, form).await
+}
+
+async fn post_form(server: &Server, form: reqwest::multipart::Form) -> (StatusCode, Value) {
     let resp = server
         .http
         .post(server.url("/api/v1/batches"))
@@ -326,14 +330,7 @@ async fn a_refused_batch_keeps_nothing() {
             reqwest::multipart::Part::bytes(small("first")).file_name("first.txt"),
         )
         .text("metadata", r#"{"a": "b"}"#);
-    let resp = server
-        .http
-        .post(server.url("/api/v1/batches"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
-    let (status, body) = json_of(resp).await;
+    let (status, body) = post_form(&server, form).await;
     assert_eq!(
         (status, &body["error"]["param"]),
         (StatusCode::BAD_REQUEST, &json!("metadata")),
@@ -341,14 +338,7 @@ async fn a_refused_batch_keeps_nothing() {
     );
 
     let form = reqwest::multipart::Form::new().text("files", "x");
-    let resp = server
-        .http
-        .post(server.url("/api/v1/batches"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
-    let (status, body) = json_of(resp).await;
+    let (status, body) = post_form(&server, form).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     let resp = server
@@ -392,4 +382,57 @@ async fn a_refused_batch_keeps_nothing() {
     let (status, page) = server.get("/api/v1/batches?limit=1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["data"][0]["id"], batch_id.as_str(), "{page}");
+}
+
+/// A client that goes away in the middle of a batch leaves none of its files behind, and the server stays
+/// healthy.
+#[tokio::test]
+async fn a_batch_cut_off_midway_keeps_nothing() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = Server::start().await;
+    let boundary = "cutcutcut";
+    let part = |name: &str, body: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: text/plain\r\n\r\n{body}\r\n"
+        )
+    };
+    let sent = format!(
+        "{}{}",
+        part("one.txt", "the first file, complete"),
+        part("two.txt", "the second file, also complete")
+    );
+    let host = server.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/batches HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; \
+         boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        sent.len() + 100_000
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    tcp.write_all(sent.as_bytes()).await.expect("parts");
+    tcp.write_all(b"--cutcutcut\r\nContent-Disposition: form-data; name=\"file\"; filename=\"three.txt\"\r\n\r\nthe thi")
+        .await
+        .expect("a partial part");
+    // The two complete files are stored while the request is still open.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while total_files(&server).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the complete parts were never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(tcp);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while total_files(&server).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned batch's files were kept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, batches) = server.get("/api/v1/batches").await;
+    assert_eq!(batches["data"], json!([]), "{batches}");
+    assert!(server.get("/health").await.0.is_success());
 }
