@@ -20,8 +20,8 @@ pub struct CreateWebhookBody {
     /// Where events are POSTed: `http` or `https`, no credentials, resolving to a public address (private,
     /// loopback and reserved ones only where the operator allows them with `DOCPIPE_WEBHOOK_ALLOW_PRIVATE`).
     pub url: String,
-    /// Event types: `file.ready`, `file.failed`, `file.deleted`, `batch.completed`, `batch.failed`,
-    /// `batch.cancelled`, `batch.expired`.
+    /// Event types: `file.ready`, `file.failed`, `file.deleted`, `document_batch.completed` (every file of a
+    /// document batch done), `batch.completed`, `batch.failed`, `batch.cancelled`, `batch.expired`.
     pub events: Vec<String>,
     /// A note for people (up to 500 characters).
     #[oai(nullable)]

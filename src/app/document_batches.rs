@@ -318,6 +318,8 @@ impl BatchUpload {
             return Err(e.into());
         }
         self.settled = true;
+        // A batch whose files were all done already has its `document_batch.completed` delivery now.
+        self.app.webhooks.wake();
         tracing::info!(batch_id = %id, items = self.items.len(), "document batch stored");
         self.app.document_batch(&self.tenant, &id).await
     }

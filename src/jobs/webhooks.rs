@@ -23,10 +23,11 @@ use crate::pipeline::FileEvent;
 use crate::store::{Attempt, DeliveryRow, Store, StoreError, WebhookRow};
 
 /// The event types an endpoint may subscribe to.
-pub const EVENTS: [&str; 7] = [
+pub const EVENTS: [&str; 8] = [
     "file.ready",
     "file.failed",
     "file.deleted",
+    "document_batch.completed",
     "batch.completed",
     "batch.failed",
     "batch.cancelled",

@@ -58,7 +58,7 @@ fn batch_row(row: &sqlx::sqlite::SqliteRow) -> Result<DocumentBatchRow, StoreErr
 }
 
 impl Store {
-    /// Stores a batch and its items in one transaction.
+    /// Stores a batch and its items in one transaction, then seals it (see `migrations/0008`).
     pub async fn insert_document_batch(
         &self,
         id: &str,
@@ -69,7 +69,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT INTO document_batches (id, tenant, metadata, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO document_batches (id, tenant, metadata, created_at, sealed) VALUES (?, ?, ?, ?, 0)",
         )
         .bind(id)
         .bind(tenant)
@@ -97,6 +97,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // Sealing fires `document_batch.completed` when its files were all done before the batch was stored.
+        sqlx::query("UPDATE document_batches SET sealed = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(DocumentBatchRow {
             id: id.to_owned(),

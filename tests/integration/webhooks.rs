@@ -173,6 +173,91 @@ async fn https_endpoints_are_delivered_to_over_verified_tls() {
     }
 }
 
+/// `document_batch.completed` arrives once per batch: for a batch whose last file finished after the batch was
+/// stored, and for one whose files were all done (deduplicated or refused) when it was stored.
+#[tokio::test]
+async fn a_document_batch_completing_is_an_event() {
+    let server = Server::start_with(&[("DOCPIPE_WEBHOOK_ALLOW_PRIVATE", "127.0.0.0/8")]).await;
+    let port = free_port();
+    let (status, hook) = server
+        .post_json(
+            "/api/v1/webhooks",
+            &json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["document_batch.completed"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let secret = hook["secret"].as_str().expect("secret").to_owned();
+    let out = server.data_dir.with_extension("batch-webhooks.jsonl");
+    let receiver = Receiver::start(port, &secret, &out);
+    let post = |files: Vec<(&'static str, Vec<u8>)>, metadata: &'static str| {
+        let mut form = reqwest::multipart::Form::new().text("metadata", metadata);
+        for (name, bytes) in files {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
+            );
+        }
+        server
+            .http
+            .post(server.url("/api/v1/batches"))
+            .multipart(form)
+            .send()
+    };
+    let pdf =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/qa/docs/pdf/parskip.pdf"))
+            .expect("pdf");
+    let first = crate::common::json_of(
+        post(
+            vec![("parskip.pdf", pdf.clone()), ("empty.txt", Vec::new())],
+            r#"{"run": "one"}"#,
+        )
+        .await
+        .expect("batch"),
+    )
+    .await
+    .1;
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    let got = receiver
+        .wait_for("document_batch.completed", &first_id)
+        .await;
+    assert_eq!(got["verified"], true, "{got}");
+    assert_eq!(
+        (
+            &got["data"]["total"],
+            &got["data"]["ready"],
+            &got["data"]["rejected"]
+        ),
+        (&json!(2), &json!(1), &json!(1)),
+        "{got}"
+    );
+    assert_eq!(got["data"]["metadata"]["run"], "one", "{got}");
+    // Every file done at once (a refused file only): the event comes from storing the batch.
+    let second = crate::common::json_of(
+        post(vec![("empty.txt", Vec::new())], r#"{"run": "two"}"#)
+            .await
+            .expect("batch"),
+    )
+    .await
+    .1;
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    let got = receiver
+        .wait_for("document_batch.completed", &second_id)
+        .await;
+    assert_eq!(got["data"]["rejected"], 1, "{got}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let completions = receiver
+        .records()
+        .iter()
+        .filter(|r| r["type"] == "document_batch.completed")
+        .count();
+    assert_eq!(
+        completions,
+        2,
+        "one event per batch: {:?}",
+        receiver.records()
+    );
+}
+
 #[tokio::test]
 async fn signed_events_reach_the_receiver_also_after_it_was_down() {
     let server = Server::start_with(&[
@@ -274,9 +359,23 @@ async fn signed_events_reach_the_receiver_also_after_it_was_down() {
     );
     // Every delivery the receiver saw verified, and the deliveries list says how each went.
     assert!(receiver.records().iter().all(|r| r["verified"] == true));
-    let (_, ds) = server
-        .get(&format!("/api/v1/webhooks/{id}/deliveries"))
-        .await;
+    // The receiver records a delivery before it answers; the server marks it delivered once it has the answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ds = loop {
+        let (_, ds) = server
+            .get(&format!("/api/v1/webhooks/{id}/deliveries"))
+            .await;
+        let n = ds["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|d| d["status"] == "delivered")
+            .count();
+        if n >= 5 || Instant::now() > deadline {
+            break ds;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let delivered: Vec<&Value> = ds["data"]
         .as_array()
         .expect("data")
