@@ -209,7 +209,8 @@ impl App {
         Ok(DocumentBatch { row, items })
     }
 
-    /// A page of a tenant's document batches, newest first, after the batch `after` (which must exist).
+    /// A page of a tenant's document batches, newest first, after the batch `after` (which must exist); at most
+    /// [`MAX_LIST_LIMIT`] + 1, so a caller can tell whether more follow.
     #[instrument(skip(self))]
     pub async fn document_batches(
         &self,
@@ -222,7 +223,7 @@ impl App {
         }
         let rows = self
             .store
-            .document_batches(tenant, after, limit.min(MAX_LIST_LIMIT))
+            .document_batches(tenant, after, limit.min(MAX_LIST_LIMIT + 1))
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
