@@ -3,14 +3,19 @@
 -- fires exactly once: from the seal when its files were all done by then, else from the last file to finish.
 ALTER TABLE document_batches ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1;
 
+-- Each batch's tenant, whether it is sealed, its files still pending, and the event body of its completion
+-- (the one definition both triggers below deliver).
 CREATE VIEW document_batch_progress AS
-SELECT b.id, b.tenant, b.metadata, b.sealed,
-    COUNT(i.ordinal) AS total,
-    SUM(CASE WHEN f.status = 'ready' THEN 1 ELSE 0 END) AS ready,
-    SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END) AS failed,
+SELECT b.id, b.tenant, b.sealed,
     SUM(CASE WHEN f.status IN ('queued', 'processing') THEN 1 ELSE 0 END) AS pending,
-    SUM(CASE WHEN i.file_id IS NULL THEN 1 ELSE 0 END) AS rejected,
-    SUM(CASE WHEN i.file_id IS NOT NULL AND f.id IS NULL THEN 1 ELSE 0 END) AS deleted
+    json_object('type', 'document_batch.completed', 'timestamp', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+        'data', json_object('id', b.id, 'object', 'document_batch', 'status', 'completed',
+            'total', COUNT(i.ordinal),
+            'ready', SUM(CASE WHEN f.status = 'ready' THEN 1 ELSE 0 END),
+            'failed', SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END),
+            'rejected', SUM(CASE WHEN i.file_id IS NULL THEN 1 ELSE 0 END),
+            'deleted', SUM(CASE WHEN i.file_id IS NOT NULL AND f.id IS NULL THEN 1 ELSE 0 END),
+            'metadata', json(b.metadata))) AS event
 FROM document_batches b
 JOIN document_batch_items i ON i.batch_id = b.id
 LEFT JOIN files f ON f.id = i.file_id
@@ -20,11 +25,7 @@ CREATE TRIGGER webhook_document_batch_file_finished AFTER UPDATE OF status ON fi
 WHEN NEW.status IN ('ready', 'failed') AND OLD.status != NEW.status
 BEGIN
     INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload, created_at, status, next_attempt_at)
-    SELECT 'msg_' || lower(hex(randomblob(16))), w.id, 'document_batch.completed',
-        json_object('type', 'document_batch.completed', 'timestamp', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-            'data', json_object('id', p.id, 'object', 'document_batch', 'status', 'completed', 'total', p.total,
-                'ready', p.ready, 'failed', p.failed, 'rejected', p.rejected, 'deleted', p.deleted,
-                'metadata', json(p.metadata))),
+    SELECT 'msg_' || lower(hex(randomblob(16))), w.id, 'document_batch.completed', p.event,
         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',
         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
     FROM document_batch_progress p
@@ -38,11 +39,7 @@ CREATE TRIGGER webhook_document_batch_sealed AFTER UPDATE OF sealed ON document_
 WHEN NEW.sealed = 1 AND OLD.sealed = 0
 BEGIN
     INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload, created_at, status, next_attempt_at)
-    SELECT 'msg_' || lower(hex(randomblob(16))), w.id, 'document_batch.completed',
-        json_object('type', 'document_batch.completed', 'timestamp', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-            'data', json_object('id', p.id, 'object', 'document_batch', 'status', 'completed', 'total', p.total,
-                'ready', p.ready, 'failed', p.failed, 'rejected', p.rejected, 'deleted', p.deleted,
-                'metadata', json(p.metadata))),
+    SELECT 'msg_' || lower(hex(randomblob(16))), w.id, 'document_batch.completed', p.event,
         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), 'pending',
         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
     FROM document_batch_progress p

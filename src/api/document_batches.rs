@@ -16,6 +16,7 @@ use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, Enum, ExtractParamOptions, Multipart, Object,
     OpenApi,
 };
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::broadcast;
 
 use super::ApiTags;
@@ -25,7 +26,6 @@ use super::types::{FileErrorDto, ProgressDto};
 use crate::app::App;
 use crate::app::document_batches::{
     BatchCounts, BatchItemRow, BatchUpload, DocumentBatch, ItemState, MAX_LIST_LIMIT, Metadata,
-    read_field,
 };
 use crate::app::files::{FileEvent, FileStatus};
 
@@ -520,7 +520,8 @@ fn event_stream(
         let index = match s.snapshot.next() {
             Some(i) => i,
             None => {
-                if s.batch.counts().done() == s.batch.counts().total {
+                let counts = s.batch.counts();
+                if counts.done() == counts.total {
                     return None;
                 }
                 loop {
@@ -572,4 +573,17 @@ fn event_stream(
         Some((event, s))
     })
     .boxed()
+}
+
+/// Reads at most `cap` bytes of `body` (a small form field).
+async fn read_field(
+    body: impl AsyncRead + Unpin,
+    cap: u64,
+) -> Result<Option<String>, std::io::Error> {
+    let mut out = Vec::new();
+    body.take(cap + 1).read_to_end(&mut out).await?;
+    if out.len() as u64 > cap {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&out).into_owned()))
 }

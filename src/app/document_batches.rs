@@ -7,7 +7,7 @@
 
 use std::io::Cursor;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tracing::instrument;
 
@@ -248,16 +248,6 @@ impl BatchUpload {
         crate::types::check_metadata(&metadata).map_err(|m| invalid(m, "metadata"))?;
         self.metadata = Some(metadata);
         Ok(())
-    }
-
-    /// Files (items) received so far.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// True before the first file.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 
     /// Receives one part: a document becomes a file (or an item refused with its reason); a plain ZIP
@@ -504,17 +494,15 @@ async fn open_folder(
         if !head.starts_with(b"PK\x03\x04") {
             return Ok(None);
         }
-        let Ok(zip) = zip::ZipArchive::new(&file) else {
+        let Ok(zip) = zip::ZipArchive::new(file) else {
             return Ok(None);
         };
         match zip_format(&zip, &head) {
             Err(DetectError::Unsupported { detected }) if detected == ZIP_MIME => {}
             _ => return Ok(None),
         }
-        drop(zip);
-        let file = std::fs::File::open(&path).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
-        Folder::open(
-            file,
+        Folder::new(
+            zip,
             max_member,
             max_total,
             Limits::default().max_inflate_ratio,
@@ -523,17 +511,4 @@ async fn open_folder(
     })
     .await
     .map_err(|e| ExtractError::Corrupt(format!("reading the archive failed: {e}")))?
-}
-
-/// Reads at most `cap` bytes of `body` (a small form field).
-pub async fn read_field(
-    body: impl AsyncRead + Unpin,
-    cap: u64,
-) -> Result<Option<String>, std::io::Error> {
-    let mut out = Vec::new();
-    body.take(cap + 1).read_to_end(&mut out).await?;
-    if out.len() as u64 > cap {
-        return Ok(None);
-    }
-    Ok(Some(String::from_utf8_lossy(&out).into_owned()))
 }

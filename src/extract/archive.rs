@@ -131,16 +131,14 @@ pub enum MemberError {
 }
 
 impl<R: Read + Seek> Folder<R> {
-    /// Opens `reader` as a ZIP archive. Refused as a whole when it is damaged, a member's ratio marks a
-    /// zip bomb, or its declared inflated total is past `max_total`.
-    pub fn open(
-        reader: R,
+    /// Checks an opened ZIP archive as a folder. Refused as a whole when a member's ratio marks a zip bomb
+    /// or its declared inflated total is past `max_total`.
+    pub fn new(
+        mut zip: ZipArchive<R>,
         max_member: u64,
         max_total: u64,
         max_ratio: u64,
     ) -> Result<Folder<R>, ExtractError> {
-        let mut zip = ZipArchive::new(reader)
-            .map_err(|e| ExtractError::Corrupt(format!("not a valid ZIP archive: {e}")))?;
         let total = check_members(&mut zip, max_ratio)?;
         if total > max_total {
             return Err(ExtractError::LimitExceeded(format!(
@@ -153,11 +151,6 @@ impl<R: Read + Seek> Folder<R> {
             max_total,
             inflated: 0,
         })
-    }
-
-    /// The underlying archive (to tell a folder from a ZIP-based document by its members).
-    pub fn archive(&self) -> &ZipArchive<R> {
-        &self.zip
     }
 
     /// Indexes of the members that are files worth uploading, in archive order: directories, macOS
@@ -321,7 +314,13 @@ mod tests {
             ("../evil.md", b"# evil"),
             ("big.txt", &[b'b'; 100]),
         ]);
-        let mut f = Folder::open(Cursor::new(bytes), 50, 1000, 100).expect("open");
+        let mut f = Folder::new(
+            ZipArchive::new(Cursor::new(bytes)).expect("zip"),
+            50,
+            1000,
+            100,
+        )
+        .expect("open");
         let files = f.files();
         assert_eq!(
             files.len(),
@@ -341,9 +340,14 @@ mod tests {
     #[test]
     fn a_folder_bomb_is_refused_whole() {
         let bytes = folder_of(&[("bomb.txt", &vec![b'a'; 8 * 1024 * 1024])]);
-        let err = Folder::open(Cursor::new(bytes), u64::MAX, u64::MAX, 100)
-            .err()
-            .expect("a bomb must be refused");
+        let err = Folder::new(
+            ZipArchive::new(Cursor::new(bytes)).expect("zip"),
+            u64::MAX,
+            u64::MAX,
+            100,
+        )
+        .err()
+        .expect("a bomb must be refused");
         assert_eq!(err.code(), "limit_exceeded");
     }
 
